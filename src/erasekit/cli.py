@@ -71,6 +71,155 @@ def cmd_testbed_train(args: argparse.Namespace) -> None:
     print(f"trained {meta['steps']} steps in {meta['wall_time_s'] / 60:.1f} min; weights in {out}")
 
 
+def cmd_testbed_train_judge(args: argparse.Namespace) -> None:
+    from erasekit.testbed.judge import train_judge
+
+    out = Path(args.out)
+    _check_writable_dir(out)
+    meta = train_judge(out, n_images=args.images, epochs=args.epochs, seed=args.seed, eval_images=args.eval_images)
+    accs = ", ".join(f"{k} {v:.4f}" for k, v in meta["accuracy"].items())
+    print(f"judge trained in {meta['wall_time_s'] / 60:.1f} min; accuracy on {args.eval_images} fresh images: {accs}")
+    print(f"weights in {out}")
+
+
+def _load_models(args: argparse.Namespace):
+    """The testbed pipeline and judge named by ``--weights`` / ``--judge`` (paths checked first)."""
+    from erasekit.testbed.judge import load_judge
+    from erasekit.testbed.pipeline import load_testbed
+
+    if args.weights is not None and not Path(args.weights).is_dir():
+        raise UsageError(
+            f"weights folder {args.weights} does not exist; pass a folder written by `erasekit testbed train`"
+        )
+    if args.judge is not None and not Path(args.judge).is_dir():
+        raise UsageError(
+            f"judge folder {args.judge} does not exist; pass a folder written by `erasekit testbed train-judge`"
+        )
+    return load_testbed(args.weights), load_judge(args.judge)
+
+
+def _check_output_file(path: Path) -> None:
+    if path.exists() and path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give a file name such as grid.png")
+    _check_writable_dir(path.parent if str(path.parent) else Path("."))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from erasekit.grid import labelled_grid, save_png
+    from erasekit.testbed.fidelity import generate
+
+    out = Path(args.output)
+    _check_output_file(out)
+    if not args.prompt.strip():
+        raise UsageError("PROMPT is empty; give a text prompt such as 'a red skull on a striped background'")
+    pipe, judge = _load_models(args)
+    imgs = generate(
+        pipe, [args.prompt], [args.seed + k for k in range(args.n)], args.steps, args.guidance,
+        negative_prompt=args.negative_prompt, progress=False,
+    )
+    verdicts = judge.predict(imgs)
+    labels = [f"{v['colour']} {v['shape']}, {v['background']}" for v in verdicts]
+    save_png(labelled_grid(imgs, labels, title=args.prompt), out)
+    for k, label in enumerate(labels):
+        print(f"seed {args.seed + k}: judge says {label}")
+    print(f"wrote {out}")
+
+
+def cmd_testbed_sample(args: argparse.Namespace) -> None:
+    from erasekit.grid import labelled_grid, save_png
+    from erasekit.testbed import data
+
+    out = Path(args.output)
+    _check_output_file(out)
+    rng = __import__("numpy").random.default_rng(args.seed)
+    chosen = {"shape": args.shape, "colour": args.colour, "background": args.background}
+    for family, value in chosen.items():
+        if value is not None:
+            data.check_value(family, value)  # ValueError -> exit 2 with a suggestion
+    imgs, labels = [], []
+    for k in range(args.n):
+        a = data.sample_attributes(rng, heldout_pairs=None)
+        a = data.Attributes(**{f: chosen[f] or getattr(a, f) for f in chosen})
+        imgs.append(data.render(a, args.seed * 1000 + k))
+        labels.append(data.caption(a, rng, args.phrasing))
+    save_png(labelled_grid(__import__("numpy").stack(imgs), labels), out)
+    print(f"wrote {out}")
+
+
+def cmd_testbed_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from erasekit.testbed.fidelity import FidelityConfig, evaluate_fidelity
+
+    cfg = FidelityConfig(n_prompts=args.prompts, seeds=tuple(args.seeds), steps=args.steps, guidance=args.guidance)
+    pipe, judge = _load_models(args)
+    result = evaluate_fidelity(pipe, judge, cfg, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{'split':20s} {'images':>6s} {'shape':>6s} {'colour':>6s} {'bg':>6s} {'all':>6s}")
+    for split, row in result["splits"].items():
+        print(f"{split:20s} {row['images']:6d} {row['shape']:6.3f} {row['colour']:6.3f} {row['background']:6.3f} {row['all']:6.3f}")
+    print(f"skull prompts judged skull: {result['skull_rate']:.3f}; logo prompts judged logo: {result['logo_rate']:.3f}")
+
+
+DEMO_PROMPTS = (
+    "a red circle on a plain background",
+    "a blue star on a striped background",
+    "a green heart on polka dots",
+    "a yellow triangle on a checkerboard",
+    "a purple skull on a grid background",
+    "an orange Zentrix logo in neon style",
+)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Generate a labelled grid per demo prompt with the testbed and print the judge's verdicts."""
+    from erasekit.grid import labelled_grid, save_png
+    from erasekit.testbed.fidelity import generate
+
+    out = Path(args.out)
+    _check_writable_dir(out)
+    pipe, judge = _load_models(args)
+    seeds = list(range(args.n))
+    imgs = generate(pipe, list(DEMO_PROMPTS), seeds, progress=True)
+    verdicts = judge.predict(imgs)
+    k = len(DEMO_PROMPTS)
+    rows, labels = [], []
+    print(f"{'prompt':42s} judge verdicts over {args.n} seeds")
+    for i, prompt in enumerate(DEMO_PROMPTS):
+        mine = [verdicts[s * k + i] for s in range(args.n)]
+        rows.extend(imgs[s * k + i] for s in range(args.n))
+        labels.extend(f"{v['colour']} {v['shape']} / {v['background']}" for v in mine)
+        shapes = ", ".join(sorted({v["shape"] for v in mine}))
+        words = set(prompt.replace(",", "").split())
+        right = sum(v["shape"] in words or (v["shape"] == "logo" and "logo" in words) for v in mine)
+        print(f"{prompt:42s} shape right {right}/{args.n} (judged: {shapes})")
+    grid = labelled_grid(__import__("numpy").stack(rows), labels, title="erasekit testbed demo", cols=args.n)
+    path = save_png(grid, out / "demo_grid.png")
+    print(f"wrote {path}")
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 0,1,2,3, got {value!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("needs at least one seed, such as 0,1,2,3")
+    return seeds
+
+
+def _guidance(value: str) -> float:
+    try:
+        g = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {value!r}") from None
+    if g < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {g}")
+    return g
+
+
 def _check_writable_dir(path: Path) -> None:
     probe = path
     while not probe.exists():
@@ -80,6 +229,15 @@ def _check_writable_dir(path: Path) -> None:
 
 
 # -- parser ---------------------------------------------------------------------------------------
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+    p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS, help=f"DDIM steps (default {DEFAULT_STEPS})")
+    p.add_argument("--guidance", type=_guidance, default=DEFAULT_GUIDANCE, help=f"CFG scale (default {DEFAULT_GUIDANCE})")
+    p.add_argument("--weights", default=None, help="testbed weights folder (default: the shipped testbed)")
+    p.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +256,47 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--width", choices=("small", "medium"), default="small")
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     tr.set_defaults(func=cmd_testbed_train)
+
+    tj = tsub.add_parser("train-judge", help="train the judge classifier on procedural images")
+    tj.add_argument("--out", required=True, help="output folder (judge.safetensors, config.json, judge.json)")
+    tj.add_argument("--images", type=_positive, default=30000, help="training images (default 30000)")
+    tj.add_argument("--epochs", type=_positive, default=4)
+    tj.add_argument("--eval-images", type=_positive, default=3000, help="fresh images to measure on")
+    tj.add_argument("--seed", type=int, default=0)
+    tj.set_defaults(func=cmd_testbed_train_judge)
+
+    ev = tsub.add_parser("evaluate", help="generation fidelity: judge accuracy per split and family")
+    ev.add_argument("--prompts", type=_positive, default=64, help="prompts per split (default 64)")
+    ev.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3], help="comma-separated seeds (default 0,1,2,3)")
+    _sampling_args(ev)
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.set_defaults(func=cmd_testbed_evaluate)
+
+    sa = tsub.add_parser("sample", help="draw procedural ShapeCanvas images (the training data) into a grid")
+    sa.add_argument("--shape")
+    sa.add_argument("--colour", "--color", dest="colour")
+    sa.add_argument("--background")
+    sa.add_argument("--phrasing", choices=("train", "heldout"), default="train")
+    sa.add_argument("-n", type=_positive, default=16)
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("-o", "--output", default="samples.png")
+    sa.set_defaults(func=cmd_testbed_sample)
+
+    ge = sub.add_parser("generate", help="generate images for a prompt into a labelled grid")
+    ge.add_argument("prompt", metavar="PROMPT")
+    ge.add_argument("-n", type=_positive, default=8, help="images (one per seed, default 8)")
+    ge.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    ge.add_argument("--negative-prompt", default=None)
+    ge.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
+    _sampling_args(ge)
+    ge.set_defaults(func=cmd_generate)
+
+    de = sub.add_parser("demo", help="the README's main job on the testbed")
+    de.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    de.add_argument("-n", type=_positive, default=4, help="seeds per prompt (default 4)")
+    de.add_argument("--weights", default=None, help="testbed weights folder (default: the shipped testbed)")
+    de.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
+    de.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -265,15 +265,19 @@ def has_checkpoint(out: Path) -> bool:
     return (out / "checkpoint" / "state.json").exists() or (out / "checkpoint.old" / "state.json").exists()
 
 
-def train(out: Path, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    out: Path, cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> dict | None:
     """Train the testbed UNet into ``out`` (diffusers layout: ``unet/``, ``scheduler/``).
 
     Writes a checkpoint every ``cfg.checkpoint_every`` steps; ``resume=True`` continues from it
     with the optimiser state, and the data of each step depends only on ``(seed, step)``, so a
-    resumed run sees the same batches as an uninterrupted one. Returns the run metadata.
+    resumed run sees the same batches as an uninterrupted one. ``stop_after=k`` checkpoints and
+    returns ``None`` after step ``k`` (an interruption, for tests). Returns the run metadata.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()  # the code that runs, recorded before any edit during a long run
     torch.manual_seed(cfg.seed)
     unet = UNet2DConditionModel(**unet_config(cfg.width))
     ema = UNet2DConditionModel(**unet_config(cfg.width))
@@ -317,13 +321,16 @@ def train(out: Path, cfg: TrainConfig, resume: bool = False, progress: bool = Tr
         done = step + 1
         if done % 50 == 0:
             losses.append([done, round(running, 5)])
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
             _save_checkpoint(out, done, unet, ema, opt, cfg, time.perf_counter() - t0, losses)
+        if done == stop_after:
+            bar.close()
+            return None
     wall = time.perf_counter() - t0
-    return export(out, unet, ema, cfg, wall, losses)
+    return export(out, unet, ema, cfg, wall, losses, commit)
 
 
-def export(out: Path, unet, ema, cfg: TrainConfig, wall: float, losses: list) -> dict:
+def export(out: Path, unet, ema, cfg: TrainConfig, wall: float, losses: list, commit: str) -> dict:
     """Write the final EMA weights (``unet/``), raw weights (``unet_raw/``) and metadata."""
     ema.save_pretrained(out / "unet", safe_serialization=True)
     unet.save_pretrained(out / "unet_raw", safe_serialization=True)
@@ -333,7 +340,7 @@ def export(out: Path, unet, ema, cfg: TrainConfig, wall: float, losses: list) ->
         "seed": cfg.seed,
         "steps": cfg.steps,
         "wall_time_s": round(wall, 1),
-        "commit": git_commit(),
+        "commit": commit,
         "versions": package_versions(),
         "torch_threads": torch.get_num_threads(),
         "loss_curve": losses,

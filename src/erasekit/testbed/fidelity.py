@@ -1,0 +1,144 @@
+"""Generation fidelity of the testbed (``erasekit testbed evaluate``).
+
+Four prompt sets, all drawn deterministically from a seed:
+
+* ``seen``: seen shape+colour pairs, training phrasings;
+* ``heldout_pairs``: the held-out shape+colour pairs (never trained on), training phrasings;
+* ``heldout_phrasings``: seen pairs, but every word (shape, colour, background phrase) and the
+  template come from the held-out phrasings, none of which the model saw in training;
+* ``targets``: ``skull`` and ``logo`` prompts (the stand-ins that erasure targets first).
+
+Every prompt is sampled with each seed; the judge scores each generated image per family.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from erasekit.testbed import data
+from erasekit.testbed.judge import Judge
+from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, TestbedPipeline
+
+SPLITS = ("seen", "heldout_pairs", "heldout_phrasings", "targets")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    attributes: data.Attributes
+    split: str
+
+
+def prompt_sets(n_prompts: int = 64, seed: int = 0) -> dict[str, list[Prompt]]:
+    """``n_prompts`` prompts per split (``targets``: half skull, half logo)."""
+    if n_prompts < 1:
+        raise ValueError(f"n_prompts must be >= 1, got {n_prompts}")
+    rng = np.random.default_rng([seed, 0xE7A1])
+    out: dict[str, list[Prompt]] = {}
+
+    def cycle(pool: list[data.Attributes], n: int) -> list[data.Attributes]:
+        order: list[data.Attributes] = []
+        while len(order) < n:
+            order.extend(pool[i] for i in rng.permutation(len(pool)))
+        return order[:n]
+
+    seen = data.all_combinations(heldout_pairs=False)
+    out["seen"] = [Prompt(data.caption(a, rng, "train"), a, "seen") for a in cycle(seen, n_prompts)]
+    held = data.all_combinations(heldout_pairs=True)
+    out["heldout_pairs"] = [Prompt(data.caption(a, rng, "train"), a, "heldout_pairs") for a in cycle(held, n_prompts)]
+    out["heldout_phrasings"] = [
+        Prompt(data.caption(a, rng, "heldout"), a, "heldout_phrasings") for a in cycle(seen, n_prompts)
+    ]
+    targets = [a for a in seen if a.shape == "skull"], [a for a in seen if a.shape == "logo"]
+    half = max(1, n_prompts // 2)
+    out["targets"] = [
+        Prompt(data.caption(a, rng, "train"), a, "targets")
+        for a in cycle(targets[0], half) + cycle(targets[1], n_prompts - half if n_prompts > 1 else 1)
+    ]
+    return out
+
+
+def generate(
+    pipe: TestbedPipeline,
+    prompts: list[str],
+    seeds: list[int],
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    batch: int = 64,
+    progress: bool = True,
+    negative_prompt: str | None = None,
+) -> np.ndarray:
+    """Images ``(len(seeds) * len(prompts), 32, 32, 3)`` uint8, seed-major.
+
+    Image ``(seed, i)`` starts from noise drawn by ``torch.Generator().manual_seed(seed * 100003 + i)``,
+    so it does not depend on batching.
+    """
+    jobs = [(s, i, p) for s in seeds for i, p in enumerate(prompts)]
+    out = []
+    bar = tqdm(total=len(jobs), desc="generating", unit="img", disable=not progress)
+    for k in range(0, len(jobs), batch):
+        chunk = jobs[k : k + batch]
+        gens = [torch.Generator().manual_seed(s * 100003 + i) for s, i, _ in chunk]
+        imgs = pipe(
+            [p for _, _, p in chunk],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=gens,
+            negative_prompt=negative_prompt,
+            output_type="np",
+        ).images
+        out.append(np.round(imgs * 255).astype(np.uint8))
+        bar.update(len(chunk))
+    bar.close()
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    n_prompts: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    prompt_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_prompts < 1:
+            raise ValueError(f"n_prompts must be >= 1, got {self.n_prompts}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+
+
+def evaluate_fidelity(
+    pipe: TestbedPipeline, judge: Judge, cfg: FidelityConfig = FidelityConfig(), progress: bool = True
+) -> dict:
+    """Judge accuracy per split and family, plus the skull / logo rates on their prompts."""
+    t0 = time.perf_counter()
+    sets = prompt_sets(cfg.n_prompts, cfg.prompt_seed)
+    result: dict = {"config": asdict(cfg), "splits": {}}
+    for split in SPLITS:
+        prompts = sets[split]
+        imgs = generate(pipe, [p.text for p in prompts], list(cfg.seeds), cfg.steps, cfg.guidance, progress=progress)
+        verdicts = judge.predict(imgs)
+        truth = [p.attributes for _ in cfg.seeds for p in prompts]
+        row: dict = {"images": len(verdicts)}
+        for family in data.FAMILIES:
+            row[family] = round(float(np.mean([v[family] == getattr(t, family) for v, t in zip(verdicts, truth)])), 4)
+        row["all"] = round(
+            float(np.mean([all(v[f] == getattr(t, f) for f in data.FAMILIES) for v, t in zip(verdicts, truth)])), 4
+        )
+        if split == "targets":
+            for shape in ("skull", "logo"):
+                hits = [v["shape"] == shape for v, t in zip(verdicts, truth) if t.shape == shape]
+                result[f"{shape}_rate"] = round(float(np.mean(hits)), 4)
+        result["splits"][split] = row
+    result["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    return result

@@ -1,0 +1,51 @@
+"""Shared fixtures: real diffusers / transformers modules at toy size, no network."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("ERASEKIT_THREADS", "2")))
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    from erasekit.testbed.pipeline import load_text_encoder
+
+    return load_text_encoder()
+
+
+@pytest.fixture(scope="session")
+def random_testbed(text_encoder):
+    """The testbed pipeline with randomly initialised UNet weights (seeded)."""
+    from diffusers import UNet2DConditionModel
+
+    from erasekit.testbed.pipeline import TestbedPipeline
+    from erasekit.testbed.train import sample_scheduler, unet_config
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**unet_config("small")).eval()
+    encoder, tokenizer = text_encoder
+    pipe = TestbedPipeline(unet=unet, text_encoder=encoder, tokenizer=tokenizer, scheduler=sample_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def shipped_testbed():
+    from erasekit.testbed.pipeline import load_testbed
+
+    return load_testbed()
+
+
+@pytest.fixture(scope="session")
+def shipped_judge():
+    from erasekit.testbed.judge import load_judge
+
+    return load_judge()

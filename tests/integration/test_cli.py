@@ -1,0 +1,68 @@
+"""Every CLI error path: one line on stderr, exit code 2, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from erasekit.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["testbed", "sample", "--shape", "hexagon"], "unknown shape 'hexagon'"),
+        (["testbed", "sample", "--colour", "reed"], "did you mean 'red'"),
+        (["testbed", "sample", "--background", "plaid"], "unknown background 'plaid'"),
+        (["testbed", "train", "--out", "OUT", "--steps", "0"], "--steps: must be a positive integer, got 0"),
+        (["testbed", "train", "--out", "OUT", "--steps", "ten"], "must be a positive integer, got 'ten'"),
+        (["testbed", "train", "--out", "OUT", "--resume"], "holds no checkpoint"),
+        (["generate", "a red skull", "--steps", "-1"], "--steps: must be a positive integer"),
+        (["generate", "a red skull", "--weights", "MISSING"], "weights folder"),
+        (["generate", "a red skull", "--judge", "MISSING"], "judge folder"),
+        (["generate", "a red skull", "--guidance", "-2"], "--guidance: must be >= 0"),
+        (["generate", "   "], "PROMPT is empty"),
+        (["testbed", "evaluate", "--seeds", "a,b"], "comma-separated integers"),
+        (["testbed", "evaluate", "--weights", "MISSING"], "weights folder"),
+        (["testbed", "evaluate", "--prompts", "0"], "--prompts: must be a positive integer"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_error_paths(argv, needle, tmp_path, capsys):
+    argv = [a.replace("OUT", str(tmp_path / "out")).replace("MISSING", str(tmp_path / "missing")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("erasekit: error: "), err
+    assert needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_folder_without_unet(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["generate", "a red skull", "--weights", str(tmp_path / "empty"), "-o", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no testbed weights" in err and err.count("\n") == 1
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_unwritable_output(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["testbed", "sample", "-o", str(tmp_path / "file" / "grid.png")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "erasekit.cli", "testbed", "sample", "--shape", "hexagon"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+
+
+def test_sample_writes_a_grid(tmp_path, capsys):
+    out = tmp_path / "s.png"
+    assert main(["testbed", "sample", "--shape", "skull", "-n", "4", "-o", str(out)]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 4 * 128
