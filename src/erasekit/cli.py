@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = tsub.add_parser("train", help="train the testbed text-to-image UNet from scratch")
     tr.add_argument("--out", required=True, help="output folder (weights, checkpoints, training.json)")
-    tr.add_argument("--steps", type=_positive, default=3000, help="optimiser steps (default 3000)")
+    tr.add_argument("--steps", type=_positive, default=2500, help="optimiser steps (default 2500)")
     tr.add_argument("--batch-size", type=_positive, default=64)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--width", choices=("small", "medium"), default="small")

@@ -32,6 +32,7 @@ import json
 import math
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def sample_scheduler() -> DDIMScheduler:
 class TrainConfig:
     """Hyper-parameters of ``erasekit testbed train``."""
 
-    steps: int = 3000
+    steps: int = 2500
     batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 200
@@ -302,10 +303,16 @@ def train(
     t0 = time.perf_counter() - elapsed
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", disable=not progress)
     running = losses[-1][1] if losses else None
+    # Draw the next batch in a worker thread while this step runs (the torch ops release the GIL):
+    # a batch depends only on (seed, step), so prefetching changes no result.
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(training_batch, start, cfg, bank) if start < cfg.steps else None
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        x0, cond = training_batch(step, cfg, bank)
+        x0, cond = pending.result()
+        if step + 1 < cfg.steps:
+            pending = pool.submit(training_batch, step + 1, cfg, bank)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         loss = diffusion_loss(unet, scheduler, x0, cond, gen, cfg.snr_gamma, cfg.bf16)
         opt.zero_grad(set_to_none=True)
@@ -325,7 +332,9 @@ def train(
             _save_checkpoint(out, done, unet, ema, opt, cfg, time.perf_counter() - t0, losses)
         if done == stop_after:
             bar.close()
+            pool.shutdown(cancel_futures=True)
             return None
+    pool.shutdown()
     wall = time.perf_counter() - t0
     return export(out, unet, ema, cfg, wall, losses, commit)
 
