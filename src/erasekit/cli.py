@@ -82,20 +82,97 @@ def cmd_testbed_train_judge(args: argparse.Namespace) -> None:
     print(f"weights in {out}")
 
 
-def _load_models(args: argparse.Namespace):
-    """The testbed pipeline and judge named by ``--weights`` / ``--judge`` (paths checked first)."""
-    from erasekit.testbed.judge import load_judge
-    from erasekit.testbed.pipeline import load_testbed
-
+def _check_model_args(args: argparse.Namespace) -> None:
     if args.weights is not None and not Path(args.weights).is_dir():
         raise UsageError(
-            f"weights folder {args.weights} does not exist; pass a folder written by `erasekit testbed train`"
+            f"weights folder {args.weights} does not exist; pass a folder written by `erasekit testbed train` "
+            "or a diffusers pipeline folder"
         )
-    if args.judge is not None and not Path(args.judge).is_dir():
+    if getattr(args, "judge", None) is not None and not Path(args.judge).is_dir():
         raise UsageError(
             f"judge folder {args.judge} does not exist; pass a folder written by `erasekit testbed train-judge`"
         )
-    return load_testbed(args.weights), load_judge(args.judge)
+
+
+def _load_pipeline(weights: str | None):
+    """The testbed (shipped, or a ``testbed train`` folder) or any local diffusers pipeline folder."""
+    from erasekit.testbed.pipeline import load_testbed
+
+    if weights is not None and (Path(weights) / "model_index.json").exists():
+        from diffusers import DiffusionPipeline
+
+        pipe = DiffusionPipeline.from_pretrained(weights, local_files_only=True, use_safetensors=True)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    return load_testbed(weights)
+
+
+def _load_models(args: argparse.Namespace):
+    """The pipeline and judge named by ``--weights`` / ``--judge`` (paths checked first)."""
+    from erasekit.testbed.judge import load_judge
+
+    _check_model_args(args)
+    return _load_pipeline(args.weights), load_judge(args.judge)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r} is not key=value; write e.g. --set lamb=0.5")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _check_new_dir(path: Path, flag: str = "--out") -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{flag} {path} already exists and is not empty; choose a new folder")
+    _check_writable_dir(path)
+
+
+def cmd_erase(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from erasekit.concepts import get_concept
+    from erasekit.erasure import get_method, make_config
+    from erasekit.testbed.weights_io import git_commit, package_versions
+
+    method = get_method(args.method)  # ValueError -> exit 2, with "did you mean"
+    config = make_config(args.method, _parse_sets(args.set))
+    concept = get_concept(args.concept)
+    out = Path(args.out)
+    _check_new_dir(out)
+    _check_model_args(args)
+    pipe = _load_pipeline(args.weights)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    erasure = method.fit(pipe, concept, config, progress=True)
+    erasure.extra.update(
+        fit_seconds=round(time.perf_counter() - t0, 3),
+        base_model=args.weights or "testbed (shipped)",
+        commit=git_commit(),
+        versions=package_versions(),
+        torch_threads=torch.get_num_threads(),
+    )
+    erasure.save(out)
+    print(f"{args.method} erased {concept.name!r} in {erasure.extra['fit_seconds']:.1f} s; artifact in {out}")
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from erasekit.erasure import get_method, method_names
+
+    for name in method_names():
+        m = get_method(name)
+        group = m.group or "inference-time hook"
+        print(f"{name:16s} {group:20s} {m.summary()}")
 
 
 def _check_output_file(path: Path) -> None:
@@ -112,7 +189,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     _check_output_file(out)
     if not args.prompt.strip():
         raise UsageError("PROMPT is empty; give a text prompt such as 'a red skull on a striped background'")
+    erasure = _load_erasure(args.erasure)
     pipe, judge = _load_models(args)
+    if erasure is not None:
+        erasure.apply(pipe, force=args.force)
     imgs = generate(
         pipe, [args.prompt], [args.seed + k for k in range(args.n)], args.steps, args.guidance,
         negative_prompt=args.negative_prompt, progress=False,
@@ -123,6 +203,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for k, label in enumerate(labels):
         print(f"seed {args.seed + k}: judge says {label}")
     print(f"wrote {out}")
+
+
+def _load_erasure(folder: str | None):
+    if folder is None:
+        return None
+    from erasekit.erasure import Erasure
+
+    if not Path(folder).is_dir():
+        raise UsageError(f"--erasure {folder} does not exist; pass a folder written by `erasekit erase`")
+    return Erasure.load(folder)
 
 
 def cmd_testbed_sample(args: argparse.Namespace) -> None:
@@ -289,7 +379,20 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--negative-prompt", default=None)
     ge.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     _sampling_args(ge)
+    ge.add_argument("--erasure", default=None, help="apply this erasure artifact (a folder from `erasekit erase`)")
+    ge.add_argument("--force", action="store_true", help="apply even if the artifact was fitted on other weights")
     ge.set_defaults(func=cmd_generate)
+
+    er = sub.add_parser("erase", help="fit an erasure method for a concept and save the artifact")
+    er.add_argument("--concept", required=True, help="built-in concept (skull, logo, red, neon, ...) or a .yaml/.json file")
+    er.add_argument("--method", required=True, help="method name (see `erasekit methods`)")
+    er.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    er.add_argument("--out", required=True, help="new folder for the artifact")
+    er.add_argument("--weights", default=None, help="testbed weights or a local diffusers pipeline folder")
+    er.set_defaults(func=cmd_erase)
+
+    me = sub.add_parser("methods", help="list the erasure methods")
+    me.set_defaults(func=cmd_methods)
 
     de = sub.add_parser("demo", help="the README's main job on the testbed")
     de.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -311,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"erasekit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"erasekit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

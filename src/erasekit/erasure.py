@@ -1,0 +1,257 @@
+"""The erasure contract: a :class:`Method` fits, an :class:`Erasure` artifact applies and removes.
+
+On disk an artifact is a folder with ``config.json`` (method, config, concept, erasekit version,
+fingerprint of the base weights) and ``weights.safetensors`` holding only the touched tensors
+(empty for inference-time methods, whose ``apply`` installs a hook instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import typing
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import torch
+from diffusers import DiffusionPipeline
+
+import erasekit
+from erasekit.concepts import Concept
+from erasekit.pipelines import fingerprint, get_parameter
+from erasekit.registry import Registry
+from erasekit.testbed.weights_io import atomic_write_json, load_tensors, save_tensors
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class MethodConfig:
+    """Base of the frozen per-method config dataclasses: JSON round-trip, unknown keys rejected.
+
+    Subclasses are ``@dataclass(frozen=True)`` and call :meth:`check_types` first in ``__post_init__``.
+    """
+
+    def check_types(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value does not match its annotation."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            allowed = typing.get_args(hints[f.name]) or (hints[f.name],)
+            ok = False
+            for tp in allowed:
+                if tp is type(None):
+                    ok = ok or value is None
+                elif tp is bool:
+                    ok = ok or isinstance(value, bool)
+                elif tp is int:
+                    ok = ok or (isinstance(value, int) and not isinstance(value, bool))
+                elif tp is float:
+                    ok = ok or (isinstance(value, (int, float)) and not isinstance(value, bool))
+                else:
+                    ok = ok or isinstance(value, tp)
+            if not ok:
+                names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+                raise ValueError(f"{f.name}: must be {names}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MethodConfig":
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "MethodConfig":
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def check(cond: bool, field: str, message: str) -> None:
+    """Raise ``ValueError`` naming ``field`` unless ``cond``."""
+    if not cond:
+        raise ValueError(f"{field}: {message}")
+
+
+class Method:
+    """A fitter. Subclasses set ``config_class``, ``group`` (``None`` for inference-time methods),
+    a one-line docstring, and implement :meth:`fit`; inference-time ones also :meth:`install`."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+    group: ClassVar[str | None] = None
+
+    def fit(self, pipe: DiffusionPipeline, concept: Concept, config: MethodConfig, progress: bool = True) -> "Erasure":
+        raise NotImplementedError
+
+    def declared_group(self, config: MethodConfig) -> str | None:
+        """The parameter group this config may change (``None``: no weights change)."""
+        return self.group
+
+    def install(self, pipe: DiffusionPipeline, erasure: "Erasure") -> Callable[[], None]:
+        """Attach an inference-time erasure; return the function that detaches it."""
+        raise NotImplementedError(f"{self.name} has no inference-time hook")
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+METHODS: Registry[Method] = Registry("method", Method)
+
+
+def get_method(name: str) -> Method:
+    import erasekit.methods  # noqa: F401  (registers every method)
+
+    return METHODS.get(name)()
+
+
+def method_names() -> list[str]:
+    import erasekit.methods  # noqa: F401
+
+    return METHODS.names()
+
+
+def make_config(method: str, overrides: dict[str, Any] | None = None) -> MethodConfig:
+    """The method's default config with ``overrides`` applied (validated)."""
+    cls = get_method(method).config_class
+    return cls.from_dict({**cls().to_dict(), **(overrides or {})})
+
+
+class Erasure:
+    """An erasure artifact: apply to / remove from a pipeline, save / load, export."""
+
+    def __init__(
+        self,
+        method: str,
+        config: MethodConfig,
+        concept: Concept,
+        base_fingerprint: str,
+        tensors: dict[str, torch.Tensor] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.method = method
+        self.config = config
+        self.concept = concept
+        self.base_fingerprint = base_fingerprint
+        self.tensors = {k: v.detach().cpu() for k, v in (tensors or {}).items()}
+        self.extra = dict(extra or {})
+        self._applied: dict[int, Callable[[], None]] = {}
+
+    # -- apply / remove ------------------------------------------------------------------------
+    def apply(self, pipe: DiffusionPipeline, force: bool = False) -> DiffusionPipeline:
+        """Apply to ``pipe`` in place (weights copied in, or a hook installed); returns ``pipe``."""
+        if id(pipe) in self._applied:
+            raise RuntimeError("this erasure is already applied to that pipeline; remove() it first")
+        if not force:
+            fp = fingerprint(pipe)
+            if fp != self.base_fingerprint:
+                raise ValueError(
+                    f"this {self.method} artifact was fitted on base weights {self.base_fingerprint}, but the "
+                    f"pipeline's are {fp}; load the same base model or pass force=True (--force)"
+                )
+        if self.tensors:
+            originals: dict[str, torch.Tensor] = {}
+            with torch.no_grad():
+                for key, value in self.tensors.items():
+                    param = get_parameter(pipe, key)
+                    if param.shape != value.shape:
+                        raise ValueError(f"{key}: artifact shape {tuple(value.shape)} != model {tuple(param.shape)}")
+                    originals[key] = param.detach().clone()
+                    param.copy_(value.to(param.device, param.dtype))
+
+            def restore() -> None:
+                with torch.no_grad():
+                    for key, value in originals.items():
+                        get_parameter(pipe, key).copy_(value)
+
+            self._applied[id(pipe)] = restore
+        else:
+            self._applied[id(pipe)] = get_method(self.method).install(pipe, self)
+        return pipe
+
+    def remove(self, pipe: DiffusionPipeline) -> DiffusionPipeline:
+        """Undo :meth:`apply` exactly (original tensors restored, hooks removed)."""
+        undo = self._applied.pop(id(pipe), None)
+        if undo is None:
+            raise RuntimeError("this erasure is not applied to that pipeline")
+        undo()
+        return pipe
+
+    @contextmanager
+    def applied(self, pipe: DiffusionPipeline, force: bool = False) -> Iterator[DiffusionPipeline]:
+        """``with erasure.applied(pipe): ...`` applies, then removes even on error."""
+        self.apply(pipe, force=force)
+        try:
+            yield pipe
+        finally:
+            self.remove(pipe)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "config": self.config.to_dict(),
+            "concept": self.concept.to_dict(),
+            "erasekit_version": erasekit.__version__,
+            "base_fingerprint": self.base_fingerprint,
+            "tensors": sorted(self.tensors),
+            "extra": self.extra,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json`` + ``weights.safetensors`` into ``folder`` (atomically, as a whole)."""
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise FileExistsError(f"{folder} exists and is not empty; choose a new folder")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            save_tensors(tmp / WEIGHTS_FILE, self.tensors, meta={"method": self.method})
+            atomic_write_json(tmp / CONFIG_FILE, self.to_json())
+            if folder.exists():
+                folder.rmdir()
+            tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Erasure":
+        folder = Path(folder)
+        cfg_path = folder / CONFIG_FILE
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"{folder} is not an erasure artifact (no {CONFIG_FILE}); run `erasekit erase` first")
+        try:
+            raw = json.loads(cfg_path.read_text())
+            method = get_method(raw["method"])
+            config = method.config_class.from_dict(raw["config"])
+            concept = Concept.from_dict(raw["concept"])
+            tensors = load_tensors(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).exists() else {}
+        except (KeyError, json.JSONDecodeError, OSError) as exc:
+            raise ValueError(f"{folder}: corrupt erasure artifact ({exc}); re-run `erasekit erase`") from None
+        if sorted(tensors) != sorted(raw.get("tensors", [])):
+            raise ValueError(f"{folder}: weights.safetensors does not match config.json; re-run `erasekit erase`")
+        return cls(raw["method"], config, concept, raw["base_fingerprint"], tensors, raw.get("extra"))
+
+    def export(self, pipe: DiffusionPipeline, folder: str | Path, force: bool = False) -> Path:
+        """Write a full diffusers pipeline folder with this erasure baked in (weight methods only)."""
+        if not self.tensors:
+            raise ValueError(f"{self.method} is an inference-time method; export needs a weight-editing method")
+        folder = Path(folder)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None))
+        try:
+            with self.applied(pipe, force=force):
+                pipe.save_pretrained(tmp / "pipe")
+            (tmp / "pipe").rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder

@@ -1,0 +1,73 @@
+"""Shared closed-form math (UCE, RECE, and the closed-form attacks), computed in float64.
+
+Row convention: a set of ``n`` key vectors of width ``d`` is a ``(n, d)`` tensor ``C``, so
+``sum_i c_i c_i^T = C^T C``. A projection ``W`` is ``(out, d)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _f64(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to(torch.float64)
+
+
+def spd_solve_right(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ inv(b)`` for symmetric positive-definite ``b``, by Cholesky (no explicit inverse)."""
+    chol = torch.linalg.cholesky(b)
+    # X b = a  <=>  b X^T = a^T  (b symmetric)
+    return torch.cholesky_solve(a.T, chol).T
+
+
+def uce_right_factor(
+    erase: torch.Tensor,
+    guide: torch.Tensor,
+    preserve: torch.Tensor | None,
+    lamb: float,
+    erase_scale: float = 1.0,
+    preserve_scale: float = 1.0,
+) -> torch.Tensor:
+    """The ``(d, d)`` matrix ``M`` such that the UCE edit of every layer is ``W* = W0 @ M``.
+
+    UCE (Gandikota et al. 2024, Eq. 7) with targets ``v*_i = W0 g_i`` and ``W0 c_j`` for preserved
+    keys solves ``W* (lamb I + a_e C^T C + a_p P^T P) = lamb W0 + a_e W0 G^T C + a_p W0 P^T P``;
+    every term on the right is ``W0 @ (...)``, so one ``d x d`` solve serves all layers.
+    """
+    d = erase.shape[1]
+    c, g = _f64(erase), _f64(guide)
+    eye = torch.eye(d, dtype=torch.float64)
+    lhs = lamb * eye + erase_scale * (c.T @ c)
+    rhs = lamb * eye + erase_scale * (g.T @ c)
+    if preserve is not None and preserve.numel():
+        p = _f64(preserve)
+        pp = preserve_scale * (p.T @ p)
+        lhs = lhs + pp
+        rhs = rhs + pp
+    return spd_solve_right(rhs, lhs)
+
+
+def edit_weight(weight: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``weight @ factor`` in float64, returned in the weight's dtype."""
+    return (_f64(weight) @ factor).to(weight.dtype)
+
+
+def closed_form_embedding(
+    weights: list[torch.Tensor], originals: list[torch.Tensor], targets: torch.Tensor, reg: float
+) -> torch.Tensor:
+    """RECE's adversarial keys (Gong et al. 2024): ``argmin_c sum_l |W_l c - W0_l t|^2 + reg |c|^2``.
+
+    For every row ``t`` of ``targets`` ``(n, d)``, returns the key that makes the edited layers
+    ``W_l`` output what the original layers ``W0_l`` output for ``t``:
+    ``c = (sum W_l^T W_l + reg I)^-1 (sum W_l^T W0_l) t``.
+    """
+    d = targets.shape[1]
+    gram = reg * torch.eye(d, dtype=torch.float64)
+    cross = torch.zeros(d, d, dtype=torch.float64)
+    for w, w0 in zip(weights, originals):
+        w, w0 = _f64(w), _f64(w0)
+        gram = gram + w.T @ w
+        cross = cross + w.T @ w0
+    rhs = cross @ _f64(targets).T  # (d, n)
+    chol = torch.linalg.cholesky(gram)
+    return torch.cholesky_solve(rhs, chol).T.to(targets.dtype)

@@ -1,0 +1,128 @@
+"""ESD: Erased Stable Diffusion (Gandikota et al., ICCV 2023; github.com/rohitgandikota/erasing).
+
+Fine-tune a parameter group of the UNet so that its prediction for the concept follows the frozen
+model's negatively guided one: ``|e(x_t, c, t) - [e0(x_t, t) - eta (e0(x_t, c, t) - e0(x_t, t))]|^2``
+(:func:`erasekit.losses.esd_target`). ``x_t`` is DDIM-sampled with the frozen model and CFG
+(``start_guidance``) from noise to a random step of ``ddim_steps``, as the diffusers rewrite does.
+Groups: ``esd-x`` (every ``attn2`` parameter), ``esd-u`` (outside cross-attention),
+``esd-x-strict`` (only ``attn2.to_k`` / ``to_v``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DiffusionPipeline
+from tqdm.auto import tqdm
+
+from erasekit.concepts import Concept
+from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
+from erasekit.losses import esd_target
+from erasekit.pipelines import encode, fingerprint, group_parameters
+
+PARAMETER_GROUPS = {"esd-x": "xattn", "esd-u": "unet_non_xattn", "esd-x-strict": "xattn_kv"}
+
+
+@dataclass(frozen=True)
+class ESDConfig(MethodConfig):
+    """Which parameters (``train_method``), steps, learning rate, negative guidance ``eta``."""
+
+    train_method: str = "esd-x"
+    iterations: int = 200
+    lr: float = 1e-4
+    eta: float = 1.0
+    start_guidance: float = 3.0
+    ddim_steps: int = 25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        check(self.train_method in PARAMETER_GROUPS, "train_method",
+              f"must be one of {', '.join(PARAMETER_GROUPS)}, got {self.train_method!r}")
+        check(isinstance(self.iterations, int) and self.iterations >= 1, "iterations",
+              f"must be an integer >= 1, got {self.iterations}")
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        check(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
+        check(self.start_guidance >= 0, "start_guidance", f"must be >= 0, got {self.start_guidance}")
+        check(isinstance(self.ddim_steps, int) and self.ddim_steps >= 2, "ddim_steps",
+              f"must be an integer >= 2, got {self.ddim_steps}")
+
+
+def _latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int, int]:
+    cfg = pipe.unet.config
+    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    return (1, cfg.in_channels, size, size)
+
+
+@torch.no_grad()
+def sample_xt(frozen, scheduler: DDIMScheduler, cond: torch.Tensor, uncond: torch.Tensor, stop: int,
+              guidance: float, shape: tuple, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """DDIM-sample with CFG from noise for ``stop`` steps; returns ``(x_t, t)`` at that step."""
+    x = torch.randn(shape, generator=gen) * scheduler.init_noise_sigma
+    context = torch.cat([uncond, cond])
+    for t in scheduler.timesteps[:stop]:
+        pred = frozen(torch.cat([x, x]), t, encoder_hidden_states=context).sample
+        p_u, p_c = pred.chunk(2)
+        x = scheduler.step(p_u + guidance * (p_c - p_u), t, x).prev_sample
+    return x, scheduler.timesteps[stop]
+
+
+@METHODS.register("esd")
+class ESD(Method):
+    """ESD: fine-tune UNet weights toward negative guidance on the concept (Gandikota et al. 2023)."""
+
+    config_class = ESDConfig
+    group = "xattn"  # the default train_method; see PARAMETER_GROUPS
+
+    def declared_group(self, config: MethodConfig) -> str | None:
+        assert isinstance(config, ESDConfig)
+        return PARAMETER_GROUPS[config.train_method]
+
+    def fit(self, pipe: DiffusionPipeline, concept: Concept, config: MethodConfig, progress: bool = True) -> Erasure:
+        assert isinstance(config, ESDConfig)
+        base_fp = fingerprint(pipe)
+        prompts = concept.erase_prompts()
+        conds = encode(pipe, prompts).states
+        uncond = encode(pipe, [""]).states
+        unet = pipe.unet
+        frozen = copy.deepcopy(unet).requires_grad_(False).eval()
+        params = group_parameters(pipe, PARAMETER_GROUPS[config.train_method])
+        originals = {k: p.detach().clone() for k, p in params.items()}
+        was_training = unet.training
+        requires = {n: p.requires_grad for n, p in unet.named_parameters()}
+        unet.requires_grad_(False)
+        for p in params.values():
+            p.requires_grad_(True)
+        scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        scheduler.set_timesteps(config.ddim_steps)
+        opt = torch.optim.Adam(list(params.values()), lr=config.lr)
+        gen = torch.Generator().manual_seed(config.seed)
+        shape = _latent_shape(pipe)
+        try:
+            unet.train()
+            for _ in tqdm(range(config.iterations), desc="esd", disable=not progress):
+                k = int(torch.randint(len(prompts), (1,), generator=gen))
+                cond = conds[k : k + 1]
+                stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
+                x_t, t = sample_xt(frozen, scheduler, cond, uncond, stop, config.start_guidance, shape, gen)
+                with torch.no_grad():
+                    both = frozen(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+                    e_u, e_c = both.chunk(2)
+                target = esd_target(e_c, e_u, config.eta)
+                pred = unet(x_t, t, encoder_hidden_states=cond).sample
+                loss = F.mse_loss(pred, target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            tensors = {k: p.detach().clone() for k, p in params.items()}
+        finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(originals[k])
+            for n, p in unet.named_parameters():
+                p.requires_grad_(requires[n])
+            unet.train(was_training)
+        return Erasure(self.name, config, concept, base_fp, tensors)

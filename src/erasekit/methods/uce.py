@@ -1,0 +1,109 @@
+"""UCE: Unified Concept Editing (Gandikota et al., WACV 2024; github.com/rohitgandikota/unified-concept-editing).
+
+Closed-form edit of every cross-attention ``to_k`` / ``to_v`` so that the keys of the erase
+prompts produce what the aligned guide prompts produced, while preserved prompts keep their
+outputs. Token choice: every token of each erase prompt, aligned with the guide prompt by shared
+prefix and suffix (the surrounding words and the padding, as in the original 2023 code that used
+the subject token plus every following EOS/pad token, and as MACE aligns contexts); the concept's
+own tokens map onto the guide's slot tokens (or its first following token when the guide is empty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import DiffusionPipeline
+from tqdm.auto import tqdm
+
+from erasekit.concepts import Concept
+from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
+from erasekit.linalg import edit_weight, uce_right_factor
+from erasekit.pipelines import Encoded, encode, fingerprint, kv_layers
+
+
+def aligned_keys(erase: Encoded, guide: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair every erase-prompt token with a guide-prompt token: ``(C, G)``, each ``(n, d)``."""
+    cs, gs = [], []
+    total = erase.states.shape[1]
+    for k in range(erase.states.shape[0]):
+        ei, gi = erase.input_ids[k].tolist(), guide.input_ids[k].tolist()
+        le, lg = int(erase.lengths[k]), int(guide.lengths[k])
+        prefix = 0
+        while prefix < min(le, lg) and ei[prefix] == gi[prefix]:
+            prefix += 1
+        suffix = 0
+        while suffix < min(le, lg) - prefix and ei[le - 1 - suffix] == gi[lg - 1 - suffix]:
+            suffix += 1
+        idx = []
+        for i in range(total):
+            if i < prefix:
+                j = i
+            elif i >= le - suffix:  # suffix words and the padding shift with the length difference
+                j = i - le + lg
+            else:  # the concept's own tokens -> the guide's slot (or its first following token)
+                slot = lg - suffix - prefix
+                j = prefix + min(i - prefix, slot - 1) if slot > 0 else prefix
+            idx.append(min(max(j, 0), total - 1))
+        cs.append(erase.states[k])
+        gs.append(guide.states[k][torch.tensor(idx)])
+    return torch.cat(cs), torch.cat(gs)
+
+
+def all_keys(enc: Encoded) -> torch.Tensor:
+    """Every token state of every prompt, ``(N * L, d)``."""
+    return enc.states.reshape(-1, enc.states.shape[-1])
+
+
+@dataclass(frozen=True)
+class UCEConfig(MethodConfig):
+    """``lamb`` keeps W near W0; ``erase_scale`` / ``preserve_scale`` weight the two key sets."""
+
+    lamb: float = 0.5
+    erase_scale: float = 1.0
+    preserve_scale: float = 1.0
+    edit_keys: bool = True
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        check(self.lamb > 0, "lamb", f"must be > 0, got {self.lamb}")
+        check(self.erase_scale > 0, "erase_scale", f"must be > 0, got {self.erase_scale}")
+        check(self.preserve_scale >= 0, "preserve_scale", f"must be >= 0, got {self.preserve_scale}")
+
+
+def uce_keys(pipe: DiffusionPipeline, concept: Concept) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Erase keys, their aligned guide keys, and the preserved keys of ``concept``."""
+    erase = encode(pipe, concept.erase_prompts())
+    guide = encode(pipe, concept.guide_prompts())
+    c, g = aligned_keys(erase, guide)
+    preserve = all_keys(encode(pipe, list(concept.preserve))) if concept.preserve else None
+    return c, g, preserve
+
+
+def edited_kv(pipe: DiffusionPipeline, factor: torch.Tensor, edit_keys: bool = True) -> dict[str, torch.Tensor]:
+    """``W @ factor`` for every cross-attention value (and key) projection."""
+    out = {}
+    for name, layer in kv_layers(pipe).items():
+        if name.endswith("to_k") and not edit_keys:
+            continue
+        out[f"{name}.weight"] = edit_weight(layer.weight, factor)
+    return out
+
+
+@METHODS.register("uce")
+class UCE(Method):
+    """UCE: closed-form edit of cross-attention K/V (Gandikota et al. 2024)."""
+
+    config_class = UCEConfig
+    group = "xattn_kv"
+
+    def fit(self, pipe: DiffusionPipeline, concept: Concept, config: MethodConfig, progress: bool = True) -> Erasure:
+        assert isinstance(config, UCEConfig)
+        with tqdm(total=2, desc="uce", disable=not progress) as bar:
+            c, g, p = uce_keys(pipe, concept)
+            bar.update(1)
+            factor = uce_right_factor(c, g, p, config.lamb, config.erase_scale, config.preserve_scale)
+            tensors = edited_kv(pipe, factor, config.edit_keys)
+            bar.update(1)
+        return Erasure(self.name, config, concept, fingerprint(pipe), tensors,
+                       extra={"erase_keys": int(c.shape[0]), "preserve_keys": 0 if p is None else int(p.shape[0])})

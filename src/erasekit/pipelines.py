@@ -1,0 +1,122 @@
+"""What erasekit needs from a diffusers pipeline, for the testbed and for Stable Diffusion alike:
+prompt encoding with token lengths, named parameter groups, and a fingerprint of the base weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from diffusers import DiffusionPipeline
+
+#: Named parameter groups. Keys in artifacts are ``"<component>.<parameter name>"``.
+GROUPS: dict[str, str] = {
+    "xattn_kv": "UNet cross-attention key/value projections (attn2.to_k, attn2.to_v): UCE, RECE, ESD-x-strict",
+    "xattn": "every UNet cross-attention parameter (attn2.*): ESD-x",
+    "unet_non_xattn": "UNet parameters outside cross-attention and the time embedding: ESD-u",
+    "text_encoder": "every text-encoder parameter: AdvUnlearn-style methods",
+}
+
+
+def _in_group(group: str, component: str, name: str) -> bool:
+    if group == "text_encoder":
+        return component == "text_encoder"
+    if component != "unet":
+        return False
+    if group == "xattn_kv":
+        return "attn2" in name and (".to_k." in name or ".to_v." in name)
+    if group == "xattn":
+        return "attn2" in name
+    if group == "unet_non_xattn":
+        return "attn2" not in name and not name.startswith("time_embedding")
+    raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
+
+
+def group_parameters(pipe: DiffusionPipeline, group: str) -> dict[str, torch.nn.Parameter]:
+    """The parameters of ``group`` as ``{"unet.down_blocks...to_k.weight": param}``."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
+    out: dict[str, torch.nn.Parameter] = {}
+    for component in ("unet", "text_encoder"):
+        module = getattr(pipe, component, None)
+        if module is None:
+            continue
+        for name, p in module.named_parameters():
+            if _in_group(group, component, name):
+                out[f"{component}.{name}"] = p
+    if not out:
+        raise ValueError(f"parameter group {group!r} selects nothing in {type(pipe).__name__}")
+    return out
+
+
+def get_parameter(pipe: DiffusionPipeline, key: str) -> torch.nn.Parameter:
+    component, name = key.split(".", 1)
+    return getattr(pipe, component).get_parameter(name)
+
+
+def kv_layers(pipe: DiffusionPipeline) -> dict[str, torch.nn.Linear]:
+    """Every cross-attention ``to_k`` / ``to_v`` Linear of the UNet, by module name."""
+    return {
+        f"unet.{n}": m
+        for n, m in pipe.unet.named_modules()
+        if "attn2" in n and n.endswith(("to_k", "to_v")) and isinstance(m, torch.nn.Linear)
+    }
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token states ``(N, L, D)`` and the number of real (non-padding) tokens of each prompt."""
+
+    states: torch.Tensor
+    lengths: torch.Tensor
+    input_ids: torch.Tensor
+
+
+def max_length(pipe: DiffusionPipeline) -> int:
+    cfg_len = getattr(getattr(pipe, "config", None), "max_length", None)
+    return int(cfg_len) if cfg_len else int(pipe.tokenizer.model_max_length)
+
+
+@torch.no_grad()
+def encode(pipe: DiffusionPipeline, prompts: list[str], batch: int = 256) -> Encoded:
+    """Encode prompts exactly as the pipeline conditions its UNet (padded, as in SD's encode_prompt)."""
+    states, ids_all, lengths = [], [], []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i : i + batch]
+        tok = pipe.tokenizer(chunk, padding="max_length", max_length=max_length(pipe), truncation=True,
+                             return_tensors="pt")
+        if hasattr(pipe, "encode_text"):  # the testbed (BERT: attention mask)
+            states.append(pipe.encode_text(chunk).float())
+        else:  # StableDiffusionPipeline and friends
+            device = pipe.text_encoder.device
+            states.append(pipe.encode_prompt(chunk, device, 1, False)[0].float())
+        ids_all.append(tok.input_ids)
+        lengths.append(tok.attention_mask.sum(1))
+    return Encoded(torch.cat(states), torch.cat(lengths), torch.cat(ids_all))
+
+
+def fingerprint(pipe: DiffusionPipeline) -> str:
+    """SHA-256 over the UNet's cross-attention K/V weights and the text encoder's token embeddings.
+
+    Cheap (a few MB even for SD) and changes whenever the base model differs.
+    """
+    h = hashlib.sha256()
+    tensors: list[tuple[str, torch.Tensor]] = [(k, m.weight) for k, m in sorted(kv_layers(pipe).items())]
+    emb = pipe.text_encoder.get_input_embeddings().weight
+    tensors.append(("text_encoder.embeddings", emb))
+    for name, t in tensors:
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def unet_call_hook(pipe: DiffusionPipeline, hook: Callable, with_pre: bool = False) -> Callable[[], None]:
+    """Install a forward (or forward-pre) hook with kwargs on the UNet; returns its remover."""
+    if with_pre:
+        handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    else:
+        handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
+    return handle.remove

@@ -1,0 +1,45 @@
+"""A typed name -> class registry with a decorator and "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps short lowercase names (``"uce"``) to classes registered where they are defined."""
+
+    def __init__(self, kind: str, base: type | None = None) -> None:
+        self.kind = kind
+        self.base = base
+        self._items: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def deco(cls: type[T]) -> type[T]:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice ({self._items[name]} and {cls})")
+            if self.base is not None and not issubclass(cls, self.base):
+                raise TypeError(f"{cls} must subclass {self.base.__name__} to be a {self.kind}")
+            cls.name = name  # type: ignore[attr-defined]
+            self._items[name] = cls
+            return cls
+
+        return deco
+
+    def get(self, name: str) -> type[T]:
+        if name not in self._items:
+            close = difflib.get_close_matches(name, list(self._items), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown {self.kind} {name!r}{hint}; choose from {', '.join(sorted(self._items))}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,51 @@
+import torch
+
+from erasekit.linalg import closed_form_embedding, edit_weight, uce_right_factor
+
+
+def _data(seed=0, d=24, out=16):
+    g = torch.Generator().manual_seed(seed)
+    w0 = torch.randn(out, d, generator=g, dtype=torch.float64)
+    c = torch.randn(30, d, generator=g, dtype=torch.float64)
+    guide = torch.randn(30, d, generator=g, dtype=torch.float64)
+    p = torch.randn(200, d, generator=g, dtype=torch.float64)
+    return w0, c, guide, p
+
+
+def test_uce_solution_satisfies_normal_equations():
+    w0, c, g, p = _data()
+    lamb, es, ps = 0.5, 1.3, 0.7
+    w = w0 @ uce_right_factor(c, g, p, lamb, es, ps)
+    eye = torch.eye(w0.shape[1], dtype=torch.float64)
+    lhs = w @ (lamb * eye + es * c.T @ c + ps * p.T @ p)
+    rhs = lamb * w0 + es * (w0 @ g.T) @ c + ps * (w0 @ p.T) @ p
+    assert (lhs - rhs).norm() / rhs.norm() < 1e-5
+
+
+def test_uce_without_erase_terms_returns_original_weights():
+    w0, c, g, p = _data(1)
+    factor = uce_right_factor(c[:0], g[:0], p, 0.5)
+    torch.testing.assert_close(edit_weight(w0, factor), w0, rtol=1e-10, atol=1e-10)
+    factor = uce_right_factor(c, c, p, 0.5)  # guide == erase: nothing to change
+    torch.testing.assert_close(edit_weight(w0, factor), w0, rtol=1e-9, atol=1e-9)
+
+
+def test_uce_maps_erase_keys_to_guide_outputs_when_lambda_is_small():
+    w0, c, g, _ = _data(2, d=48)
+    w = w0 @ uce_right_factor(c[:5], g[:5], None, 1e-8)
+    torch.testing.assert_close(w @ c[:5].T, w0 @ g[:5].T, rtol=1e-5, atol=1e-5)
+
+
+def test_closed_form_embedding_is_the_ridge_minimiser():
+    w0, c, _, _ = _data(3, d=12, out=24)
+    g = torch.Generator().manual_seed(9)
+    ws = [w0 + 0.1 * torch.randn(w0.shape, generator=g, dtype=torch.float64) for _ in range(3)]
+    w0s = [w0] * 3
+    reg = 0.1
+    x = closed_form_embedding(ws, w0s, c[:4], reg)
+    # gradient of sum |W x - W0 t|^2 + reg |x|^2 vanishes
+    grad = sum(w.T @ (w @ x.T - w0 @ c[:4].T) for w, w0 in zip(ws, w0s)) + reg * x.T
+    assert grad.abs().max() < 1e-8
+    # with the original weights and no regulariser, the concept's own keys come back
+    x = closed_form_embedding(w0s, w0s, c[:4], 1e-9)
+    torch.testing.assert_close(x, c[:4], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,113 @@
+"""The contract every registered erasure method passes, on a tiny SD pipeline and on the testbed.
+
+No per-method branches: a method's quirks live in FAST (smaller budgets so the suite stays quick).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from erasekit.concepts import Concept
+from erasekit.erasure import METHODS, Erasure, get_method, make_config
+from erasekit.pipelines import group_parameters
+
+import erasekit.methods  # noqa: F401
+
+FAST: dict[str, dict] = {"esd": {"iterations": 3, "ddim_steps": 4}, "rece": {"rounds": 1}, "sld": {"warmup_steps": 0}}
+CONCEPT = Concept(
+    name="skull",
+    target=("skull", "death's head"),
+    templates=("a {}", "a red {} on a plain background"),
+    preserve=("a red circle on a plain background", "a blue star on polka dots"),
+)
+PROMPTS = ["a red skull on a plain background", "a blue star on polka dots"]
+
+
+@pytest.fixture(scope="module")
+def tiny_sd():
+    from erasekit.tiny import tiny_sd_pipeline
+
+    return tiny_sd_pipeline()
+
+
+@pytest.fixture(params=["tiny_sd", "testbed"])
+def pipe(request, tiny_sd, random_testbed):
+    return tiny_sd if request.param == "tiny_sd" else random_testbed
+
+
+def _images(pipe) -> np.ndarray:
+    gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
+    return pipe(PROMPTS, num_inference_steps=3, guidance_scale=3.0, generator=gens, output_type="np").images
+
+
+def _state(pipe) -> dict[str, torch.Tensor]:
+    out = {f"unet.{k}": v.clone() for k, v in pipe.unet.state_dict().items()}
+    out.update({f"text_encoder.{k}": v.clone() for k, v in pipe.text_encoder.state_dict().items()})
+    return out
+
+
+def test_every_method_module_is_registered():
+    assert set(METHODS.names()) == set(erasekit.methods.MODULES)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_contract(name, pipe, tmp_path):
+    method = get_method(name)
+    config = make_config(name, FAST.get(name))
+    before_state = _state(pipe)
+    base = _images(pipe)
+
+    erasure = method.fit(pipe, CONCEPT, config, progress=False)
+
+    # fitting leaves the pipeline untouched
+    after_fit = _state(pipe)
+    for k, v in before_state.items():
+        torch.testing.assert_close(after_fit[k], v, rtol=0, atol=0)
+
+    # only tensors of the declared group are in the artifact
+    group = method.declared_group(config)
+    if group is None:
+        assert erasure.tensors == {}
+    else:
+        assert erasure.tensors and set(erasure.tensors) <= set(group_parameters(pipe, group))
+
+    # apply changes the output; remove restores it exactly
+    with erasure.applied(pipe):
+        edited = _images(pipe)
+    assert np.abs(edited - base).max() > 0
+    np.testing.assert_array_equal(_images(pipe), base)
+
+    # save -> load -> apply gives identical images
+    erasure.save(tmp_path / "art")
+    assert sorted(p.name for p in (tmp_path / "art").iterdir()) == ["config.json", "weights.safetensors"]
+    loaded = Erasure.load(tmp_path / "art")
+    with loaded.applied(pipe):
+        np.testing.assert_array_equal(_images(pipe), edited)
+    np.testing.assert_array_equal(_images(pipe), base)
+
+    # the config round-trips through JSON
+    cls = method.config_class
+    assert cls.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_invalid_config_values_name_the_field(name):
+    cls = get_method(name).config_class
+    for field in dataclasses.fields(cls):
+        with pytest.raises(ValueError, match=field.name):
+            cls.from_dict({field.name: [1]})
+    with pytest.raises(ValueError, match="unknown"):
+        cls.from_dict({"no_such_key": 1})
+
+
+def test_fingerprint_mismatch_is_an_error(tiny_sd, random_testbed):
+    erasure = get_method("negative_prompt").fit(tiny_sd, CONCEPT, make_config("negative_prompt"), progress=False)
+    with pytest.raises(ValueError, match="fitted on base weights"):
+        erasure.apply(random_testbed)
+    erasure.apply(random_testbed, force=True)
+    erasure.remove(random_testbed)
