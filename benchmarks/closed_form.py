@@ -75,12 +75,16 @@ def main() -> None:
     t_base = time.perf_counter() - t0
 
     worst = max(((ours[k].double() - base[k].double()).norm() / base[k].double().norm()).item() for k in base)
+    layers = dict(unet.named_modules())
+    edit = max(((ours[k].double() - layers[k[5:-7]].weight.double()).norm()
+                / layers[k[5:-7]].weight.double().norm()).item() for k in ours)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"keys: {erase.shape[0]} erase + {preserve.shape[0]} preserve vectors of width 768, threads {args.threads}")
     print(f"per-layer baseline (covariance per layer, explicit inverse): {t_base:8.2f} s")
     print(f"erasekit shared solver (one Cholesky solve, W @ M):          {t_ours:8.2f} s")
     print(f"ratio erasekit / baseline: {t_ours / t_base:.3f}  (required <= 0.2)")
     print(f"max relative difference over {len(base)} matrices: {worst:.2e}  (required <= 1e-4)")
+    print(f"largest relative size of the edit itself, |W* - W0| / |W0|: {edit:.2e}")
     print(f"peak memory (max RSS): {peak_gb:.2f} GB")
 
 

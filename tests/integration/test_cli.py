@@ -66,3 +66,52 @@ def test_sample_writes_a_grid(tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(out).size[0] > 4 * 128
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--concept", "skul", "--method", "uce"], "did you mean 'skull'"),
+        (["--concept", "skull", "--method", "ucee"], "did you mean 'uce'"),
+        (["--concept", "skull", "--method", "uce", "--set", "lamb"], "is not key=value"),
+        (["--concept", "skull", "--method", "uce", "--set", "lamb=-1"], "lamb: must be > 0"),
+        (["--concept", "skull", "--method", "uce", "--set", "colour=1"], "unknown UCEConfig key(s): colour"),
+        (["--concept", "skull", "--method", "esd", "--set", "train_method=esd-z"], "train_method: must be one of"),
+        (["--concept", "MISSING.yaml", "--method", "uce"], "does not exist"),
+    ],
+)
+def test_erase_error_paths(extra, needle, tmp_path, capsys):
+    extra = [a.replace("MISSING", str(tmp_path / "missing")) for a in extra]
+    assert main(["erase", *extra, "--out", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "art").exists()
+
+
+def test_erase_into_unwritable_or_used_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["erase", "--concept", "skull", "--method", "uce", "--out", str(tmp_path / "file" / "art")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("x")
+    assert main(["erase", "--concept", "skull", "--method", "uce", "--out", str(tmp_path / "used")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_artifact_for_another_model(tmp_path, capsys):
+    from erasekit.concepts import get_concept
+    from erasekit.erasure import get_method, make_config
+    from erasekit.tiny import tiny_sd_pipeline
+
+    art = get_method("negative_prompt").fit(tiny_sd_pipeline(), get_concept("skull"), make_config("negative_prompt"),
+                                            progress=False)
+    art.save(tmp_path / "art")
+    out = tmp_path / "g.png"
+    assert main(["generate", "a red skull", "--erasure", str(tmp_path / "art"), "-n", "1", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "fitted on base weights" in err and err.count("\n") == 1
+    assert not out.exists()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    assert main(["generate", "a red skull", "--erasure", str(tmp_path / "bad"), "-o", str(out)]) == 2
+    assert "corrupt erasure artifact" in capsys.readouterr().err

@@ -142,3 +142,48 @@ def evaluate_fidelity(
         result["splits"][split] = row
     result["wall_time_s"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def shape_effect(
+    pipe: TestbedPipeline,
+    judge: Judge,
+    target: str,
+    n_target: int = 16,
+    n_other: int = 4,
+    seeds: tuple[int, ...] = (0, 1, 2, 3),
+    prompt_seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """How often the judge sees ``target`` on its own prompts, and other shapes' accuracy on theirs.
+
+    Prompts use training phrasings of seen combinations: ``n_target`` for the target shape and
+    ``n_other`` for each other shape, each sampled with every seed.
+    """
+    data.check_value("shape", target)
+    rng = np.random.default_rng([prompt_seed, 0x5EFF])
+    seen = data.all_combinations(heldout_pairs=False)
+
+    def prompts_for(shape: str, n: int) -> list[Prompt]:
+        pool = [a for a in seen if a.shape == shape]
+        picks = [pool[i] for i in rng.choice(len(pool), size=n, replace=n > len(pool))]
+        return [Prompt(data.caption(a, rng, "train"), a, shape) for a in picks]
+
+    target_prompts = prompts_for(target, n_target)
+    other_prompts = [p for s in data.SHAPES if s != target for p in prompts_for(s, n_other)]
+    prompts = target_prompts + other_prompts
+    imgs = generate(pipe, [p.text for p in prompts], list(seeds), progress=progress)
+    verdicts = judge.predict(imgs)
+    rows = [(p, verdicts[k * len(prompts) + i]) for k in range(len(seeds)) for i, p in enumerate(prompts)]
+    target_rate = float(np.mean([v["shape"] == target for p, v in rows if p.attributes.shape == target]))
+    others = [v["shape"] == p.attributes.shape for p, v in rows if p.attributes.shape != target]
+    per_shape = {
+        s: round(float(np.mean([v["shape"] == s for p, v in rows if p.attributes.shape == s])), 4)
+        for s in data.SHAPES if s != target
+    }
+    return {
+        "target": target,
+        "target_rate": round(target_rate, 4),
+        "other_shapes_accuracy": round(float(np.mean(others)), 4),
+        "per_shape": per_shape,
+        "images": len(rows),
+    }

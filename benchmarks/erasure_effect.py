@@ -1,0 +1,53 @@
+"""Effect of each erasure method on the shipped testbed (figures for the README and notes).
+
+For each method: fit on the built-in concept (default ``skull``), apply, and measure with the
+judge how often target prompts still show the target (training phrasings, 4 seeds) and how
+accurate the other shapes stay on their own prompts; also the fit time. The unedited model is
+measured in the same run. Usage: ``python benchmarks/erasure_effect.py [--concept skull]
+[--methods uce,rece,esd,sld,negative_prompt]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from erasekit.concepts import get_concept
+from erasekit.erasure import get_method, make_config
+from erasekit.testbed.fidelity import shape_effect
+from erasekit.testbed.judge import load_judge
+from erasekit.testbed.pipeline import load_testbed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--concept", default="skull")
+    parser.add_argument("--methods", default="uce,rece,esd,sld,negative_prompt")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe, judge = load_testbed(), load_judge()
+    concept = get_concept(args.concept)
+    rows = {"unedited": {**shape_effect(pipe, judge, args.concept), "fit_seconds": 0.0}}
+    for name in args.methods.split(","):
+        t0 = time.perf_counter()
+        torch.manual_seed(0)
+        erasure = get_method(name).fit(pipe, concept, make_config(name), progress=False)
+        fit = time.perf_counter() - t0
+        with erasure.applied(pipe):
+            rows[name] = {**shape_effect(pipe, judge, args.concept), "fit_seconds": round(fit, 2)}
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"concept {args.concept!r}; {rows['unedited']['images']} images per row (4 seeds)")
+    print(f"{'method':16s} {'target rate':>12s} {'other shapes acc':>17s} {'fit s':>8s}")
+    for name, r in rows.items():
+        print(f"{name:16s} {r['target_rate']:12.3f} {r['other_shapes_accuracy']:17.3f} {r['fit_seconds']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Erasing `skull` on the shipped testbed: UCE, RECE and ESD-x make skull prompts stop showing
+skulls (judge rate <= 0.2, from >= 0.9) while the other shapes stay right (>= 0.85)."""
+
+import pytest
+import torch
+
+from erasekit.concepts import get_concept
+from erasekit.erasure import get_method, make_config
+from erasekit.testbed.fidelity import shape_effect
+
+# smaller prompt sets than benchmarks/erasure_effect.py, to keep the suite quick; 4 seeds as specified
+SIZES = {"n_target": 8, "n_other": 2, "seeds": (0, 1, 2, 3)}
+
+
+@pytest.fixture(scope="module")
+def baseline(shipped_testbed, shipped_judge):
+    return shape_effect(shipped_testbed, shipped_judge, "skull", **SIZES)
+
+
+def test_unedited_testbed_draws_skulls(baseline):
+    assert baseline["target_rate"] >= 0.9, baseline
+    assert baseline["other_shapes_accuracy"] >= 0.85, baseline
+
+
+@pytest.mark.parametrize("method", ["uce", "rece", "esd"])
+def test_erasing_skull(method, shipped_testbed, shipped_judge, baseline):
+    torch.manual_seed(0)
+    erasure = get_method(method).fit(shipped_testbed, get_concept("skull"), make_config(method), progress=False)
+    with erasure.applied(shipped_testbed):
+        after = shape_effect(shipped_testbed, shipped_judge, "skull", **SIZES)
+    assert after["target_rate"] <= 0.2, after
+    assert after["other_shapes_accuracy"] >= 0.85, after
