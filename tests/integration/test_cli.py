@@ -115,3 +115,33 @@ def test_artifact_for_another_model(tmp_path, capsys):
     (tmp_path / "bad" / "config.json").write_text("{not json")
     assert main(["generate", "a red skull", "--erasure", str(tmp_path / "bad"), "-o", str(out)]) == 2
     assert "corrupt erasure artifact" in capsys.readouterr().err
+
+
+def test_erase_and_generate_on_a_diffusers_folder(tmp_path, capsys):
+    """The same commands on a StableDiffusionPipeline folder (tiny, random weights)."""
+    from erasekit.erasure import Erasure
+    from erasekit.tiny import tiny_sd_pipeline
+
+    pipe = tiny_sd_pipeline()
+    pipe.save_pretrained(tmp_path / "sd")
+    art = tmp_path / "art"
+    assert main(["erase", "--concept", "skull", "--method", "uce", "--weights", str(tmp_path / "sd"),
+                 "--out", str(art)]) == 0
+    assert f"artifact in {art}" in capsys.readouterr().out
+    erasure = Erasure.load(art)
+    assert erasure.method == "uce" and erasure.extra["commit"] and erasure.extra["versions"]["torch"]
+    assert all(".attn2.to_" in k for k in erasure.tensors)
+    out = tmp_path / "g.png"
+    assert main(["generate", "a red skull", "--weights", str(tmp_path / "sd"), "--erasure", str(art), "-n", "2",
+                 "--steps", "2", "-o", str(out)]) == 0
+    assert out.exists()
+    # export bakes the edit into a full pipeline folder that loads with plain diffusers
+    from diffusers import StableDiffusionPipeline
+
+    erasure.export(pipe, tmp_path / "exported")
+    baked = StableDiffusionPipeline.from_pretrained(tmp_path / "exported")
+    key = next(iter(erasure.tensors))
+    torch_equal = (baked.unet.get_parameter(key.split(".", 1)[1]) == erasure.tensors[key]).all()
+    assert bool(torch_equal)
+    assert main(["methods"]) == 0
+    assert "uce" in capsys.readouterr().out

@@ -140,8 +140,30 @@ def evaluate_fidelity(
                 hits = [v["shape"] == shape for v, t in zip(verdicts, truth) if t.shape == shape]
                 result[f"{shape}_rate"] = round(float(np.mean(hits)), 4)
         result["splits"][split] = row
+    result["requirements"] = REQUIREMENTS
+    result["meets_requirements"] = meets_requirements(result)
     result["wall_time_s"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+#: The fidelity the shipped testbed is held to (judge accuracy per family, and target rates).
+REQUIREMENTS = {
+    "seen": 0.90,
+    "heldout_pairs": 0.90,
+    "heldout_phrasings": 0.80,
+    "skull_rate": 0.90,
+    "logo_rate": 0.90,
+}
+
+
+def meets_requirements(result: dict) -> dict[str, bool]:
+    out = {}
+    for split in ("seen", "heldout_pairs", "heldout_phrasings"):
+        row = result["splits"][split]
+        out[split] = all(row[f] >= REQUIREMENTS[split] for f in data.FAMILIES)
+    for key in ("skull_rate", "logo_rate"):
+        out[key] = result[key] >= REQUIREMENTS[key]
+    return out
 
 
 def shape_effect(

@@ -33,7 +33,7 @@ import math
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
+from erasekit.config import Config
 from erasekit.testbed import data
 from erasekit.testbed.pipeline import MAX_LENGTH, TestbedPipeline, load_text_encoder
 from erasekit.testbed.weights_io import (
@@ -96,7 +97,7 @@ def sample_scheduler() -> DDIMScheduler:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Hyper-parameters of ``erasekit testbed train``."""
 
     steps: int = 2500
@@ -113,6 +114,7 @@ class TrainConfig:
     bf16: bool = False
 
     def __post_init__(self) -> None:
+        self.check_types()
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
@@ -127,14 +129,6 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.width not in WIDTHS:
             raise ValueError(f"width must be one of {sorted(WIDTHS)}, got {self.width!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig key(s): {', '.join(unknown)}")
-        return cls(**d)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -1,0 +1,58 @@
+"""Frozen, validated config dataclasses: JSON round-trip, unknown keys and wrong types rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+
+class Config:
+    """Base of erasekit's frozen config dataclasses: JSON round-trip, unknown keys rejected.
+
+    Subclasses are ``@dataclass(frozen=True)`` and call :meth:`check_types` first in ``__post_init__``.
+    """
+
+    def check_types(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value does not match its annotation."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            allowed = typing.get_args(hints[f.name]) or (hints[f.name],)
+            ok = False
+            for tp in allowed:
+                if tp is type(None):
+                    ok = ok or value is None
+                elif tp is bool:
+                    ok = ok or isinstance(value, bool)
+                elif tp is int:
+                    ok = ok or (isinstance(value, int) and not isinstance(value, bool))
+                elif tp is float:
+                    ok = ok or (isinstance(value, (int, float)) and not isinstance(value, bool))
+                else:
+                    ok = ok or isinstance(value, tp)
+            if not ok:
+                names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+                raise ValueError(f"{f.name}: must be {names}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def check(cond: bool, field: str, message: str) -> None:
+    """Raise ``ValueError`` naming ``field`` unless ``cond``."""
+    if not cond:
+        raise ValueError(f"{field}: {message}")
