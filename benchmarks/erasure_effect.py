@@ -27,19 +27,21 @@ def main() -> None:
     parser.add_argument("--concept", default="skull")
     parser.add_argument("--methods", default="uce,rece,esd,sld,negative_prompt")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-target", type=int, default=16, help="target-shape prompts (x 4 seeds)")
+    parser.add_argument("--n-other", type=int, default=4, help="prompts per other shape (x 4 seeds)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipe, judge = load_testbed(), load_judge()
     concept = get_concept(args.concept)
-    rows = {"unedited": {**shape_effect(pipe, judge, args.concept), "fit_seconds": 0.0}}
+    rows = {"unedited": {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": 0.0}}
     for name in args.methods.split(","):
         t0 = time.perf_counter()
         torch.manual_seed(0)
         erasure = get_method(name).fit(pipe, concept, make_config(name), progress=False)
         fit = time.perf_counter() - t0
         with erasure.applied(pipe):
-            rows[name] = {**shape_effect(pipe, judge, args.concept), "fit_seconds": round(fit, 2)}
+            rows[name] = {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": round(fit, 2)}
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -28,11 +28,16 @@ PARAMETER_GROUPS = {"esd-x": "xattn", "esd-u": "unet_non_xattn", "esd-x-strict":
 
 @dataclass(frozen=True)
 class ESDConfig(MethodConfig):
-    """Which parameters (``train_method``), steps, learning rate, negative guidance ``eta``."""
+    """Which parameters (``train_method``), steps, learning rate, negative guidance ``eta``.
+
+    Defaults suit the 2M-parameter testbed (lr 1e-4 left skull prompts at a 0.56 skull rate after 200
+    iterations at step 1000 of training; 5e-4 brought it to 0.0). For Stable Diffusion use the
+    paper's ``lr=1e-5`` with ``iterations=1000``.
+    """
 
     train_method: str = "esd-x"
     iterations: int = 200
-    lr: float = 1e-4
+    lr: float = 5e-4
     eta: float = 1.0
     start_guidance: float = 3.0
     ddim_steps: int = 25

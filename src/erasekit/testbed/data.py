@@ -155,12 +155,22 @@ def _article(word: str) -> str:
     return "an" if word[0].lower() in "aeiou" else "a"
 
 
-def caption(attrs: Attributes, rng: np.random.Generator, phrasing: Split = "train") -> str:
-    """Draw one caption for ``attrs`` from the ``phrasing`` split's templates and phrases."""
-    shape = rng.choice(SHAPE_PHRASES[attrs.shape][phrasing])
-    colour = rng.choice(COLOUR_PHRASES[attrs.colour][phrasing])
-    bg = rng.choice(BACKGROUND_PHRASES[attrs.background][phrasing])
-    template = rng.choice(TEMPLATES[phrasing])
+def caption(
+    attrs: Attributes, rng: np.random.Generator, phrasing: Split = "train", only: str | None = None
+) -> str:
+    """Draw one caption for ``attrs`` from the ``phrasing`` split's templates and phrases.
+
+    With ``only`` (a family name), just that family's words come from ``phrasing``; the other
+    words and the template are training phrasings.
+    """
+
+    def split_for(family: str) -> Split:
+        return phrasing if only is None or only == family else "train"
+
+    shape = rng.choice(SHAPE_PHRASES[attrs.shape][split_for("shape")])
+    colour = rng.choice(COLOUR_PHRASES[attrs.colour][split_for("colour")])
+    bg = rng.choice(BACKGROUND_PHRASES[attrs.background][split_for("background")])
+    template = rng.choice(TEMPLATES[phrasing if only is None else "train"])
     obj = f"{_article(colour)} {colour} {shape}"
     return str(template).format(obj=obj, bg=bg)
 

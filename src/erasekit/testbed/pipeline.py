@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, BertModel, PreTrainedTokenizerBase
 
 #: Default sampling settings of the testbed (see ``erasekit.testbed.train`` for the measurements).
 DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 3.0
+DEFAULT_GUIDANCE = 2.0
 MAX_LENGTH = 24
 
 

@@ -8,22 +8,26 @@ min-SNR-5 loss weighting, AdamW (lr 1e-3, 200 warm-up steps, cosine decay to 10%
 the fly from ShapeCanvas (seen shape+colour pairs, training phrasings only); captions are encoded
 once and cached in the output folder.
 
-Speed on the 2-core build machine (``python benchmarks/train_step.py``, median of 3 steps after
-2 warm-up steps, quiet machine, 2 threads), seconds per training step (forward, backward, AdamW):
+Speed on the 2-core build machine (Intel Xeon with AMX; ``python benchmarks/train_step.py``,
+median of 3 steps after 2 warm-up steps, 2 threads), one training step (forward, backward, AdamW):
 
-==============================  ==========  ================
-setting                         s / step    images / s
-==============================  ==========  ================
-small 32/64/64, batch 64, fp32  1.54        41.6
-small, batch 64, bf16 autocast  1.28        50.0
-small, bf16, channels-last      1.33        48.1
-small, bf16, batch 32           0.70        45.7
-small, bf16, batch 128          2.50        51.2
-medium 64/128/128, bf16, b 64   2.71        23.6
-==============================  ==========  ================
+=================================  ========  ==========
+setting                            s / step  images / s
+=================================  ========  ==========
+small 32/64/64, batch 64, fp32     1.32      48.6
+small, batch 64, bf16 autocast     1.51      42.3
+small, bf16, channels-last         1.61      39.8
+small, bf16, batch 32              0.89      35.8
+small, bf16, batch 128             3.29      38.9
+medium 64/128/128, bf16, batch 64  2.11      30.4
+=================================  ========  ==========
 
-Chosen by those figures: small, bf16 autocast, contiguous (channels-last gains nothing at 32x32),
-batch 64 (batch 128 is 2% more images/s but half the optimiser steps per hour).
+A second run gave small fp32 1.36 / bf16 1.75 s and medium fp32 3.90 / bf16 2.54 s per step.
+Chosen by those figures: the small model in fp32 (bf16 autocast only pays off at medium width on
+this CPU), contiguous memory (channels-last is slower at 32x32), batch 64 (the best images/s).
+In the full loop (drawing images on the fly in a prefetch thread, EMA, checkpoints) a step takes
+1.75 s on a quiet machine; the shipped 2,500-step run took 85.7 min wall, caption encoding
+included, while other jobs shared the machine part of the time (``training.json``).
 """
 
 from __future__ import annotations
