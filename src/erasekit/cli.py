@@ -52,6 +52,13 @@ def _setup_threads(n: int | None) -> None:
     if n is None:
         n = int(os.environ.get("ERASEKIT_THREADS", "0")) or (os.cpu_count() or 1)
     torch.set_num_threads(n)
+    # the CLI prints its own progress; keep the libraries' loading bars and notices off stderr
+    import diffusers
+    import transformers
+
+    for lib in (transformers, diffusers):
+        lib.utils.logging.disable_progress_bar()
+        lib.utils.logging.set_verbosity_error()
 
 
 # -- commands -------------------------------------------------------------------------------------

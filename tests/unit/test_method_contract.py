@@ -111,3 +111,13 @@ def test_fingerprint_mismatch_is_an_error(tiny_sd, random_testbed):
         erasure.apply(random_testbed)
     erasure.apply(random_testbed, force=True)
     erasure.remove(random_testbed)
+
+
+def test_esd_is_deterministic_in_its_seed(tiny_sd):
+    fit = lambda seed: get_method("esd").fit(  # noqa: E731
+        tiny_sd, CONCEPT, make_config("esd", {**FAST["esd"], "seed": seed}), progress=False
+    ).tensors
+    a, b, c = fit(0), fit(0), fit(1)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
