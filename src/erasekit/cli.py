@@ -223,12 +223,14 @@ def _load_erasure(folder: str | None):
 
 
 def cmd_testbed_sample(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from erasekit.grid import labelled_grid, save_png
     from erasekit.testbed import data
 
     out = Path(args.output)
     _check_output_file(out)
-    rng = __import__("numpy").random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed)
     chosen = {"shape": args.shape, "colour": args.colour, "background": args.background}
     for family, value in chosen.items():
         if value is not None:
@@ -239,7 +241,7 @@ def cmd_testbed_sample(args: argparse.Namespace) -> None:
         a = data.Attributes(**{f: chosen[f] or getattr(a, f) for f in chosen})
         imgs.append(data.render(a, args.seed * 1000 + k))
         labels.append(data.caption(a, rng, args.phrasing))
-    save_png(labelled_grid(__import__("numpy").stack(imgs), labels), out)
+    save_png(labelled_grid(np.stack(imgs), labels), out)
     print(f"wrote {out}")
 
 
@@ -272,6 +274,8 @@ DEMO_PROMPTS = (
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate a labelled grid per demo prompt with the testbed and print the judge's verdicts."""
+    import numpy as np
+
     from erasekit.grid import labelled_grid, save_png
     from erasekit.testbed.fidelity import generate
 
@@ -292,7 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         words = set(prompt.replace(",", "").split())
         right = sum(v["shape"] in words or (v["shape"] == "logo" and "logo" in words) for v in mine)
         print(f"{prompt:42s} shape right {right}/{args.n} (judged: {shapes})")
-    grid = labelled_grid(__import__("numpy").stack(rows), labels, title="erasekit testbed demo", cols=args.n)
+    grid = labelled_grid(np.stack(rows), labels, title="erasekit testbed demo", cols=args.n)
     path = save_png(grid, out / "demo_grid.png")
     print(f"wrote {path}")
 

@@ -244,11 +244,13 @@ def _save_checkpoint(out: Path, step: int, unet, ema, opt, cfg: TrainConfig, ela
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, unet, ema, opt) -> tuple[int, float, list]:
+def _checkpoint_dir(out: Path) -> Path:
+    """The latest complete checkpoint folder (``checkpoint``, else ``checkpoint.old`` mid-swap)."""
     ck = out / "checkpoint"
-    if not ck.exists() and (out / "checkpoint.old").exists():
-        ck = out / "checkpoint.old"
-    state = json.loads((ck / "state.json").read_text())
+    return ck if ck.exists() or not (out / "checkpoint.old").exists() else out / "checkpoint.old"
+
+
+def _load_checkpoint(ck: Path, state: dict, unet, ema, opt) -> tuple[int, float, list]:
     unet.load_state_dict(load_tensors(ck / "unet_raw.safetensors"))
     ema.load_state_dict(load_tensors(ck / "unet_ema.safetensors"))
     flat = load_tensors(ck / "optimizer.safetensors")
@@ -261,7 +263,7 @@ def _load_checkpoint(out: Path, unet, ema, opt) -> tuple[int, float, list]:
 
 
 def has_checkpoint(out: Path) -> bool:
-    return (out / "checkpoint" / "state.json").exists() or (out / "checkpoint.old" / "state.json").exists()
+    return (_checkpoint_dir(out) / "state.json").exists()
 
 
 def train(
@@ -287,14 +289,13 @@ def train(
     if resume:
         if not has_checkpoint(out):
             raise FileNotFoundError(f"--resume given but {out} holds no checkpoint; drop --resume to start fresh")
-        saved = json.loads(
-            ((out / "checkpoint") if (out / "checkpoint").exists() else (out / "checkpoint.old")).joinpath(
-                "state.json"
-            ).read_text()
-        )["config"]
-        if TrainConfig.from_dict(saved) != cfg:
-            raise ValueError(f"--resume with a different config than the checkpoint's ({saved}); use the same options")
-        start, elapsed, losses = _load_checkpoint(out, unet, ema, opt)
+        ck = _checkpoint_dir(out)
+        state = json.loads((ck / "state.json").read_text())
+        if TrainConfig.from_dict(state["config"]) != cfg:
+            raise ValueError(
+                f"--resume with a different config than the checkpoint's ({state['config']}); use the same options"
+            )
+        start, elapsed, losses = _load_checkpoint(ck, state, unet, ema, opt)
     bank = CaptionBank.build(out / "captions.safetensors")
     scheduler = train_scheduler()
     unet.train()
