@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(STAMP)
 
@@ -23,7 +23,13 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/erasekit demo --out runs/demo
 
-test: install
+# the HTML report test drives Debian's headless Chromium through chromedriver
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest -q tests
 
 bench: install

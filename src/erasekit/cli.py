@@ -7,6 +7,7 @@ and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -144,13 +145,8 @@ def _check_new_dir(path: Path, flag: str = "--out") -> None:
 
 
 def cmd_erase(args: argparse.Namespace) -> None:
-    import time
-
-    import torch
-
     from erasekit.concepts import get_concept
     from erasekit.erasure import get_method, make_config
-    from erasekit.testbed.weights_io import git_commit, package_versions
 
     method = get_method(args.method)  # ValueError -> exit 2, with "did you mean"
     config = make_config(args.method, _parse_sets(args.set))
@@ -159,18 +155,24 @@ def cmd_erase(args: argparse.Namespace) -> None:
     _check_new_dir(out)
     _check_model_args(args)
     pipe = _load_pipeline(args.weights)
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
-    erasure = method.fit(pipe, concept, config, progress=True)
-    erasure.extra.update(
-        fit_seconds=round(time.perf_counter() - t0, 3),
-        base_model=args.weights or "testbed (shipped)",
-        commit=git_commit(),
-        versions=package_versions(),
-        torch_threads=torch.get_num_threads(),
-    )
+    erasure = fit_recorded(method, pipe, concept, config, base_model=args.weights or "testbed (shipped)")
     erasure.save(out)
     print(f"{args.method} erased {concept.name!r} in {erasure.extra['fit_seconds']:.1f} s; artifact in {out}")
+
+
+def fit_recorded(method, pipe, concept, config, base_model: str, progress: bool = True):
+    """Fit with seed 0, recording cost (time, peak memory), commit, versions and threads in the artifact."""
+    import torch
+
+    from erasekit.metrics.cost import track
+    from erasekit.testbed.weights_io import git_commit, package_versions
+
+    torch.manual_seed(0)
+    with track() as cost:
+        erasure = method.fit(pipe, concept, config, progress=progress)
+    erasure.extra.update(cost, base_model=base_model, commit=git_commit(), versions=package_versions(),
+                         torch_threads=torch.get_num_threads())
+    return erasure
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
@@ -262,43 +264,151 @@ def cmd_testbed_evaluate(args: argparse.Namespace) -> None:
     print(f"skull prompts judged skull: {result['skull_rate']:.3f}; logo prompts judged logo: {result['logo_rate']:.3f}")
 
 
-DEMO_PROMPTS = (
-    "a red circle on a plain background",
-    "a blue star on a striped background",
-    "a green heart on polka dots",
-    "a yellow triangle on a checkerboard",
-    "a purple skull on a grid background",
-    "an orange Zentrix logo in neon style",
-)
+#: The demo: erase ``skull`` with UCE and ESD-x, evaluate both and the unedited baseline, report.
+DEMO_RUNS = (("skull-uce", "uce", {}), ("skull-esd-x", "esd", {"train_method": "esd-x", "iterations": 60}))
+DEMO_EVAL = {"n_prompts": 4, "seeds": (0, 1), "steps": 25}
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Generate a labelled grid per demo prompt with the testbed and print the judge's verdicts."""
-    import numpy as np
+    """Erase skull with UCE and ESD-x, evaluate both and the baseline, and write the HTML report."""
+    import time
 
-    from erasekit.grid import labelled_grid, save_png
-    from erasekit.testbed.fidelity import generate
+    from erasekit.concepts import get_concept
+    from erasekit.erasure import Erasure, get_method, make_config
+    from erasekit.evaluation import EvalConfig, evaluate
+    from erasekit.report import build_report
 
+    t0 = time.perf_counter()
     out = Path(args.out)
     _check_writable_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
     pipe, judge = _load_models(args)
-    seeds = list(range(args.n))
-    imgs = generate(pipe, list(DEMO_PROMPTS), seeds, progress=True)
-    verdicts = judge.predict(imgs)
-    k = len(DEMO_PROMPTS)
-    rows, labels = [], []
-    print(f"{'prompt':42s} judge verdicts over {args.n} seeds")
-    for i, prompt in enumerate(DEMO_PROMPTS):
-        mine = [verdicts[s * k + i] for s in range(args.n)]
-        rows.extend(imgs[s * k + i] for s in range(args.n))
-        labels.extend(f"{v['colour']} {v['shape']} / {v['background']}" for v in mine)
-        shapes = ", ".join(sorted({v["shape"] for v in mine}))
-        words = set(prompt.replace(",", "").split())
-        right = sum(v["shape"] in words or (v["shape"] == "logo" and "logo" in words) for v in mine)
-        print(f"{prompt:42s} shape right {right}/{args.n} (judged: {shapes})")
-    grid = labelled_grid(np.stack(rows), labels, title="erasekit testbed demo", cols=args.n)
-    path = save_png(grid, out / "demo_grid.png")
-    print(f"wrote {path}")
+    concept = get_concept("skull")
+    store = _open_store(str(out / "erasekit.db"))
+    cfg = EvalConfig(**DEMO_EVAL)
+    results = []
+    for name, method, overrides in DEMO_RUNS:
+        folder = out / name
+        if (folder / "config.json").exists():
+            erasure = Erasure.load(folder)
+            print(f"[{time.perf_counter() - t0:5.1f} s] reusing {folder}")
+        else:
+            erasure = fit_recorded(get_method(method), pipe, concept, make_config(method, overrides), "testbed (shipped)")
+            erasure.save(folder)
+            print(f"[{time.perf_counter() - t0:5.1f} s] {name}: fitted in {erasure.extra['fit_seconds']:.1f} s -> {folder}")
+        results.append(evaluate(store, pipe, judge, concept, cfg, erasure, folder, name=name))
+        print(f"[{time.perf_counter() - t0:5.1f} s] {name}: evaluated")
+    baseline = next(r for r in store.runs() if r["kind"] == "baseline" and r["concept"] == "skull")
+    results.insert(0, {**baseline, "metrics": store.metrics(baseline["run_id"])})
+    keys = ("efficacy", "efficacy_heldout_phrasings", "ira", "cra", "fd_base", "fit_seconds")
+    print(f"{'run':22s}" + "".join(f"{k.replace('efficacy_heldout_phrasings', 'eff_heldout'):>13s}" for k in keys))
+    for r in results:
+        vals = [r["metrics"].get(k, {}).get("value") for k in keys]
+        print(f"{r['name']:22s}" + "".join(f"{v:13.3f}" if v is not None else f"{'-':>13s}" for v in vals))
+    counts = build_report(store, out / "report.html")
+    print(f"wrote {out / 'report.html'} ({counts['runs']} runs, {counts['images']} images); "
+          f"demo took {time.perf_counter() - t0:.1f} s")
+
+
+def _open_store(db: str):
+    from erasekit.store import Store
+
+    _check_writable_dir(Path(db).parent if str(Path(db).parent) else Path("."), flag="--db")
+    return Store(db)  # StoreError (a ValueError) -> one line, exit 2
+
+
+def _metric_list(value: str) -> tuple[str, ...]:
+    from erasekit.metrics import get_metric
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("is empty; give names such as efficacy,ira (see `erasekit metrics`)")
+    for n in names:
+        try:
+            get_metric(n)
+        except ValueError as exc:  # keep the "did you mean" message
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
+def _print_metrics(result: dict) -> None:
+    print(f"{result['name']}  (run {result['run_id']}, concept {result['concept']})")
+    print(f"  {'metric':28s} {'value':>9s}  {'95% interval':>19s}  better")
+    for key, m in result["metrics"].items():
+        ci = f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m["ci95"] else "-"
+        print(f"  {key:28s} {m['value']:9.3f}  {ci:>19s}  {'higher' if m['higher_is_better'] else 'lower'}")
+
+
+def eval_json(result: dict) -> dict:
+    run = {k: result[k] for k in ("run_id", "name", "kind", "method", "concept", "artifact", "git_hash", "created_at",
+                                  "completed_at", "wall_seconds")}
+    run["seeds"] = json.loads(result["seeds"])
+    metrics = {k: {"value": m["value"], "ci95": m["ci95"], "higher_is_better": m["higher_is_better"], "n": m["n"]}
+               for k, m in result["metrics"].items()}
+    return {"run": run, "metrics": metrics}
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from erasekit.concepts import get_concept
+    from erasekit.evaluation import DEFAULT_METRICS, EvalConfig, evaluate
+
+    if args.run is None and not args.baseline:
+        raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
+    erasure = None
+    if args.run is not None:
+        if not Path(args.run).is_dir():
+            raise UsageError(f"run folder {args.run} does not exist; pass a folder written by `erasekit erase`")
+        erasure = _load_erasure_dir(args.run)
+    if args.concept is not None:
+        concept = get_concept(args.concept)
+        if erasure is not None and concept.name != erasure.concept.name:
+            raise UsageError(f"--concept {args.concept} differs from the run's concept {erasure.concept.name!r}; drop --concept")
+    elif erasure is not None:
+        concept = erasure.concept
+    else:
+        raise UsageError("--baseline without a run folder needs --concept NAME (e.g. --concept skull)")
+    metrics = args.metrics or DEFAULT_METRICS
+    cfg = EvalConfig(n_prompts=args.prompts, seeds=tuple(args.seeds), steps=args.steps, guidance=args.guidance,
+                     batch=args.batch)
+    store = _open_store(args.db)
+    pipe, judge = _load_models(args)
+    if args.baseline:
+        erasure = None
+    result = evaluate(store, pipe, judge, concept, cfg, erasure, args.run if erasure is not None else None,
+                      metrics=metrics, force=args.force, progress=not args.json,
+                      name=None if erasure is None else Path(args.run).name)
+    if args.json:
+        print(json.dumps(eval_json(result), indent=2))
+    else:
+        _print_metrics(result)
+        print(f"stored in {store.path}")
+
+
+def _load_erasure_dir(folder: str):
+    from erasekit.erasure import Erasure
+
+    return Erasure.load(folder)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from erasekit.report import build_report
+
+    if not Path(args.db).is_file():
+        raise UsageError(f"database {args.db} does not exist; run `erasekit eval` first or pass --db")
+    out = Path(args.output)
+    _check_output_file(out)
+    counts = build_report(_open_store(args.db), out)
+    print(f"wrote {out}: {counts['runs']} runs, {counts['images']} images")
+    if counts["missing_images"]:
+        print(f"warning: {counts['missing_images']} image files were missing beside the database", file=sys.stderr)
+
+
+def cmd_metrics(args: argparse.Namespace) -> None:
+    from erasekit.metrics import get_metric, metric_names
+
+    for name in metric_names():
+        m = get_metric(name)
+        print(f"{name:12s} {'higher' if m.higher_is_better else 'lower':6s} {m.summary()}")
 
 
 def _seeds(value: str) -> list[int]:
@@ -321,12 +431,12 @@ def _guidance(value: str) -> float:
     return g
 
 
-def _check_writable_dir(path: Path) -> None:
+def _check_writable_dir(path: Path, flag: str = "--out") -> None:
     probe = path
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"cannot write to {path}: {probe} is not a writable folder; choose another --out")
+        raise UsageError(f"cannot write to {path}: {probe} is not a writable folder; choose another {flag}")
 
 
 # -- parser ---------------------------------------------------------------------------------------
@@ -402,12 +512,35 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--weights", default=None, help="testbed weights or a local diffusers pipeline folder")
     er.set_defaults(func=cmd_erase)
 
+    ev2 = sub.add_parser("eval", help="evaluate an erasure run (or the unedited model) and store the results")
+    ev2.add_argument("run", nargs="?", default=None, help="artifact folder written by `erasekit erase`")
+    ev2.add_argument("--baseline", action="store_true", help="evaluate the unedited model (on the run's concept)")
+    ev2.add_argument("--concept", default=None, help="concept for --baseline without a run folder")
+    ev2.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3], help="comma-separated seeds (default 0,1,2,3)")
+    ev2.add_argument("--prompts", type=_positive, default=16, help="prompts per target split (default 16)")
+    ev2.add_argument("--metrics", type=_metric_list, default=None,
+                     help="comma-separated metrics (default efficacy,ira,cra,alignment,quality,cost)")
+    ev2.add_argument("--batch", type=_positive, default=32,
+                     help="images generated (and committed) per chunk (default 32; part of the run's identity)")
+    ev2.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
+    ev2.add_argument("--force", action="store_true", help="recompute even if this evaluation is stored")
+    ev2.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _sampling_args(ev2)
+    ev2.set_defaults(func=cmd_eval)
+
+    rp = sub.add_parser("report", help="build the HTML report from the results database")
+    rp.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
+    rp.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    rp.set_defaults(func=cmd_report)
+
+    mt = sub.add_parser("metrics", help="list the evaluation metrics")
+    mt.set_defaults(func=cmd_metrics)
+
     me = sub.add_parser("methods", help="list the erasure methods")
     me.set_defaults(func=cmd_methods)
 
     de = sub.add_parser("demo", help="the README's main job on the testbed")
     de.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    de.add_argument("-n", type=_positive, default=4, help="seeds per prompt (default 4)")
     de.add_argument("--weights", default=None, help="testbed weights folder (default: the shipped testbed)")
     de.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
     de.set_defaults(func=cmd_demo)

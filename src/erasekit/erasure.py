@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from diffusers import DiffusionPipeline
+from safetensors import SafetensorError
 
 import erasekit
 from erasekit.concepts import Concept
@@ -186,7 +187,7 @@ class Erasure:
             config = method.config_class.from_dict(raw["config"])
             concept = Concept.from_dict(raw["concept"])
             tensors = load_tensors(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).exists() else {}
-        except (KeyError, json.JSONDecodeError, OSError) as exc:
+        except (KeyError, TypeError, json.JSONDecodeError, OSError, SafetensorError) as exc:
             raise ValueError(f"{folder}: corrupt erasure artifact ({exc}); re-run `erasekit erase`") from None
         if sorted(tensors) != sorted(raw.get("tensors", [])):
             raise ValueError(f"{folder}: weights.safetensors does not match config.json; re-run `erasekit erase`")

@@ -91,20 +91,30 @@ def generate(
     out = []
     bar = tqdm(total=len(jobs), desc="generating", unit="img", disable=not progress)
     for k in range(0, len(jobs), batch):
-        chunk = jobs[k : k + batch]
-        gens = [torch.Generator().manual_seed(s * 100003 + i) for s, i, _ in chunk]
-        imgs = pipe(
-            [p for _, _, p in chunk],
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=gens,
-            negative_prompt=negative_prompt,
-            output_type="np",
-        ).images
-        out.append(np.round(imgs * 255).astype(np.uint8))
-        bar.update(len(chunk))
+        out.append(generate_jobs(pipe, jobs[k : k + batch], steps, guidance, negative_prompt))
+        bar.update(len(out[-1]))
     bar.close()
     return np.concatenate(out)
+
+
+def generate_jobs(
+    pipe: TestbedPipeline,
+    jobs: list[tuple[int, int, str]],
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    negative_prompt: str | None = None,
+) -> np.ndarray:
+    """One batch of ``(seed, prompt_index, prompt)`` jobs -> uint8 images (noise as in :func:`generate`)."""
+    gens = [torch.Generator().manual_seed(s * 100003 + i) for s, i, _ in jobs]
+    imgs = pipe(
+        [p for _, _, p in jobs],
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=gens,
+        negative_prompt=negative_prompt,
+        output_type="np",
+    ).images
+    return np.round(imgs * 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)

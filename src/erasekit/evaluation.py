@@ -1,0 +1,226 @@
+"""Evaluation runs: generate a concept's prompt set, judge it, score it, store everything.
+
+``evaluate`` is resumable: images are generated in fixed chunks and each chunk's rows are
+committed in one transaction after its PNGs are on disk, so a run killed at any point is
+completed by running it again, with no lost and no duplicated rows. The same artifact, seeds and
+settings give the same run id, so a finished evaluation is skipped unless ``force``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from erasekit.concepts import Concept
+from erasekit.config import Config, check
+from erasekit.erasure import CONFIG_FILE, WEIGHTS_FILE, Erasure
+from erasekit.metrics.base import OTHER, Answers, EvalPrompt, get_metric
+from erasekit.pipelines import fingerprint
+from erasekit.store import Store
+from erasekit.testbed import data
+from erasekit.testbed.fidelity import generate_jobs
+from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from erasekit.testbed.weights_io import atomic_write_bytes, git_commit, package_versions
+
+DEFAULT_METRICS = ("efficacy", "ira", "cra", "alignment", "quality", "cost")
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """What an evaluation generates: ``n_prompts`` per target split (and ``n_prompts // 4``, at
+    least 1, per other value of the family), each with every seed."""
+
+    n_prompts: int = 16
+    seeds: tuple = (0, 1, 2, 3)
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    prompt_seed: int = 0
+    batch: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        self.check_types()
+        check(self.n_prompts >= 1, "n_prompts", f"must be >= 1, got {self.n_prompts}")
+        check(len(self.seeds) >= 1 and all(isinstance(s, int) for s in self.seeds), "seeds",
+              f"must be a non-empty list of integers, got {self.seeds!r}")
+        check(len(set(self.seeds)) == len(self.seeds), "seeds", f"must not repeat, got {self.seeds!r}")
+        check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
+        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
+
+
+def eval_prompts(concept: Concept, n_prompts: int = 16, seed: int = 0) -> list[EvalPrompt]:
+    """The prompt set for ``concept``.
+
+    Built-in testbed concepts (``family`` set): ``target`` (seen combinations, training
+    phrasings), ``target_heldout_phrasings`` (the concept named by a held-out synonym or implicit
+    phrase), ``target_heldout_pairs`` (held-out shape+colour pairs containing it, if any), and
+    ``other`` (the family's other values, training phrasings). User concepts: their erase prompts
+    as ``target`` and their preserve prompts as ``other``.
+    """
+    rng = np.random.default_rng([seed, 0xE7A2])
+
+    def cycle(pool: list, n: int) -> list:
+        out: list = []
+        while pool and len(out) < n:
+            out.extend(pool[i] for i in rng.permutation(len(pool)))
+        return out[:n]
+
+    if concept.family is None:
+        target = [EvalPrompt(t, "target") for t in cycle(concept.erase_prompts(), n_prompts)]
+        return target + [EvalPrompt(t, OTHER) for t in cycle(list(concept.preserve), n_prompts)]
+    family, value = concept.family, concept.name
+    seen = data.all_combinations(heldout_pairs=False)
+    mine = [a for a in seen if getattr(a, family) == value]
+    held = [a for a in data.all_combinations(heldout_pairs=True) if getattr(a, family) == value]
+    out = [EvalPrompt(data.caption(a, rng, "train"), "target", a.as_dict()) for a in cycle(mine, n_prompts)]
+    out += [EvalPrompt(data.caption(a, rng, "heldout", only=family), "target_heldout_phrasings", a.as_dict())
+            for a in cycle(mine, n_prompts)]
+    out += [EvalPrompt(data.caption(a, rng, "train"), "target_heldout_pairs", a.as_dict()) for a in cycle(held, n_prompts)]
+    per_other = max(1, n_prompts // 4)
+    for other in data.FAMILIES[family]:
+        if other != value:
+            pool = [a for a in seen if getattr(a, family) == other]
+            out += [EvalPrompt(data.caption(a, rng, "train"), OTHER, a.as_dict()) for a in cycle(pool, per_other)]
+    return out
+
+
+def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
+    """The artifact's JSON plus its digest, size on disk and number of changed parameters."""
+    h = hashlib.sha256()
+    size = 0
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        f = folder / name
+        if f.exists():
+            blob = f.read_bytes()
+            h.update(name.encode() + b"\0" + blob)
+            size += len(blob)
+    return {**erasure.to_json(), "digest": h.hexdigest()[:16], "artifact_bytes": size,
+            "params_changed": int(sum(t.numel() for t in erasure.tensors.values())), "folder": str(folder)}
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def evaluate(
+    store: Store,
+    pipe: Any,
+    judge: Any,
+    concept: Concept,
+    cfg: EvalConfig = EvalConfig(),
+    erasure: Erasure | None = None,
+    artifact_dir: str | Path | None = None,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    force: bool = False,
+    progress: bool = True,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``erasure`` (or the unedited model when ``None``) on ``concept``; return the run
+    row with its metrics. Erasure runs first make sure the unedited baseline is evaluated too."""
+    metric_objs = {m: get_metric(m) for m in metrics}  # unknown names fail before any work
+    base_fp = fingerprint(pipe)
+    info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
+    if erasure is not None and info is None:
+        info = {**erasure.to_json(), "digest": None, "params_changed": int(sum(t.numel() for t in erasure.tensors.values()))}
+    key = {"base": base_fp, "concept": concept.to_dict(), "eval": cfg.to_dict(),
+           "artifact": None if info is None else info.get("digest") or info["config"]}
+    run_id = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    image_dir = store.image_root / run_id
+    if force:
+        store.delete_run(run_id)
+        shutil.rmtree(image_dir, ignore_errors=True)
+
+    base_run = None
+    if erasure is not None:
+        base_run = evaluate(store, pipe, judge, concept, cfg, None, None,
+                            tuple(m for m in metrics if m != "cost"), False, progress)
+    kind = "baseline" if erasure is None else "erasure"
+    store.add_run({
+        "run_id": run_id, "name": name or (f"baseline/{concept.name}" if erasure is None else f"{erasure.method}/{concept.name}"),
+        "kind": kind, "method": None if erasure is None else erasure.method, "concept": concept.name,
+        "artifact": None if artifact_dir is None else str(artifact_dir),
+        "config": json.dumps({"eval": cfg.to_dict(), "concept": concept.to_dict(), "base_fingerprint": base_fp,
+                              "artifact": info, "judge": "testbed judge" if judge is not None else None}, default=str),
+        "seeds": json.dumps(list(cfg.seeds)), "versions": json.dumps(package_versions()),
+        "git_hash": git_commit(), "created_at": _now(),
+    })
+    t0 = time.perf_counter()
+    prompts = eval_prompts(concept, cfg.n_prompts, cfg.prompt_seed)
+    jobs = [(s, i, p) for s in cfg.seeds for i, p in enumerate(prompts)]
+    done = store.sample_keys(run_id)
+    todo = [jobs[k : k + cfg.batch] for k in range(0, len(jobs), cfg.batch)]
+    todo = [chunk for chunk in todo if any((i, s) not in done for s, i, _ in chunk)]
+    if todo:
+        bar = tqdm(total=len(jobs), initial=len(jobs) - sum(map(len, todo)), desc=f"eval {kind} {concept.name}",
+                   unit="img", disable=not progress)
+        image_dir.mkdir(parents=True, exist_ok=True)
+        ctx = erasure.applied(pipe) if erasure is not None else nullcontext(pipe)
+        with ctx:
+            for chunk in todo:
+                imgs = generate_jobs(pipe, [(s, i, p.text) for s, i, p in chunk], cfg.steps, cfg.guidance)
+                verdicts = judge.predict(imgs) if judge is not None else [None] * len(chunk)
+                rows = []
+                for (s, i, p), img, verdict in zip(chunk, imgs, verdicts):
+                    rel = f"{store.image_root.name}/{run_id}/s{s}_p{i:04d}.png"
+                    atomic_write_bytes(store.path.parent / rel, _png(img))
+                    rows.append({"prompt_index": i, "seed": s, "prompt": p.text, "split": p.split,
+                                 "attributes": p.attributes, "image_path": rel, "verdict": verdict})
+                store.add_samples(run_id, [r for r in rows if (r["prompt_index"], r["seed"]) not in done])
+                bar.update(len(chunk))
+        bar.close()
+
+    answers = load_answers(store, run_id, concept, prompts, list(cfg.seeds), judge)
+    answers.artifact = info
+    if base_run is not None:
+        answers.base_images = load_answers(store, base_run["run_id"], concept, prompts, list(cfg.seeds), None).images
+    have = store.metric_names_done(run_id)
+    for mname, metric in metric_objs.items():
+        if mname in have:
+            continue
+        reason = metric.missing(answers)
+        if reason is not None:
+            continue
+        store.add_metric(run_id, mname, metric.compute(answers))
+    row = store.run(run_id)
+    assert row is not None
+    if row["completed_at"] is None:
+        store.complete_run(run_id, _now(), round(time.perf_counter() - t0, 2))
+        row = store.run(run_id)
+    return {**row, "metrics": store.metrics(run_id)}  # type: ignore[dict-item]
+
+
+def load_answers(
+    store: Store, run_id: str, concept: Concept, prompts: list[EvalPrompt], seeds: list[int], judge: Any
+) -> Answers:
+    """The stored answer set of a run, images read back from their PNGs (seed-major order)."""
+    rows = {(r["seed"], r["prompt_index"]): r for r in store.samples(run_id)}
+    missing = [(s, i) for s in seeds for i in range(len(prompts)) if (s, i) not in rows]
+    if missing:
+        raise RuntimeError(f"run {run_id} lacks {len(missing)} samples, e.g. seed {missing[0][0]} prompt {missing[0][1]}")
+    images, verdicts = [], []
+    for s in seeds:
+        for i in range(len(prompts)):
+            r = rows[(s, i)]
+            images.append(np.asarray(Image.open(store.path.parent / r["image_path"]).convert("RGB")))
+            verdicts.append(r["verdict"])
+    return Answers(concept, prompts, seeds, np.stack(images),
+                   verdicts if all(v is not None for v in verdicts) else None, judge=judge)

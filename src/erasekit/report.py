@@ -1,0 +1,200 @@
+"""One static HTML page from the results database: per run, before/after image grids, a metric
+table with 95% intervals, an efficacy-vs-retention scatter over all runs, and a cost table.
+
+The page is self-contained (images inlined as PNG data URIs, plots as inline SVG, no scripts),
+so it can be mailed or archived as one file. Every text from the database is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from erasekit.store import Store
+from erasekit.testbed.weights_io import atomic_write_bytes
+
+SUMMARY_KEYS = ("efficacy", "efficacy_heldout_phrasings", "efficacy_heldout_pairs", "ira", "cra", "alignment",
+                "fd_real", "fd_base")
+HEADERS = {"efficacy": "efficacy<br>(UA)", "efficacy_heldout_phrasings": "efficacy<br>held-out phrasings",
+           "efficacy_heldout_pairs": "efficacy<br>held-out pairs", "ira": "IRA", "cra": "CRA",
+           "fd_real": "FD<br>vs real", "fd_base": "FD<br>vs unedited", "fit_seconds": "fit s",
+           "peak_memory_mb": "peak memory MB", "artifact_bytes": "artifact bytes", "params_changed": "params changed"}
+COST_KEYS = ("fit_seconds", "peak_memory_mb", "artifact_bytes", "params_changed")
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0; } .sub { color: #666; margin-top: 4px; }
+table { border-collapse: collapse; margin: 8px 0 16px; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; white-space: nowrap; }
+th { font-size: 12px; }
+th:first-child, td:first-child { text-align: left; }
+.ci { color: #777; font-size: 12px; } .good { color: #1a7f37; } .dir { color: #999; }
+section.run { border-top: 2px solid #333; margin-top: 28px; padding-top: 8px; }
+.grid { display: grid; gap: 6px 10px; align-items: center; }
+.grid img { width: 64px; height: 64px; image-rendering: pixelated; border: 1px solid #ccc; }
+.grid .p { font-size: 12px; max-width: 320px; text-align: left; }
+.grid .h { font-size: 12px; color: #555; font-weight: 600; }
+details { margin: 6px 0; } pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
+"""
+
+
+def _fmt(x: float | None, key: str = "") -> str:
+    if x is None:
+        return "–"
+    if key in ("artifact_bytes", "params_changed"):
+        return f"{int(x):,}"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"
+
+
+def _cell(m: dict[str, Any] | None, key: str = "") -> str:
+    if m is None:
+        return "<td>–</td>"
+    ci = f'<br><span class="ci">[{_fmt(m["ci95"][0], key)}, {_fmt(m["ci95"][1], key)}]</span>' if m.get("ci95") else ""
+    return f"<td>{_fmt(m['value'], key)}{ci}</td>"
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f'<span class="missing">missing image {escape(str(path.name))}</span>'
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" title="{escape(alt)}">'
+
+
+def _scatter(runs: list[dict[str, Any]], xkey: str, ykey: str, xlabel: str, ylabel: str) -> str:
+    """Inline SVG scatter of ``ykey`` against ``xkey`` (both in [0, 1]) with one labelled point per run."""
+    w, h, pad = 500, 340, 48
+    pts = [(r, r["metrics"].get(xkey), r["metrics"].get(ykey)) for r in runs]
+    pts = [(r, x, y) for r, x, y in pts if x is not None and y is not None]
+
+    def sx(v: float) -> float:
+        return pad + v * (w - 3 * pad)
+
+    def sy(v: float) -> float:
+        return h - pad - v * (h - 2 * pad)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
+             f'aria-label="{escape(ylabel)} against {escape(xlabel)}">',
+             f'<rect x="{pad}" y="{pad}" width="{w - 3 * pad}" height="{h - 2 * pad}" fill="#fafafa" stroke="#999"/>']
+    for t in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<text x="{sx(t):.1f}" y="{h - pad + 16}" font-size="11" text-anchor="middle">{t:g}</text>')
+        parts.append(f'<text x="{pad - 6}" y="{sy(t) + 4:.1f}" font-size="11" text-anchor="end">{t:g}</text>')
+    parts.append(f'<text x="{(w - pad) / 2}" y="{h - 8}" font-size="12" text-anchor="middle">{escape(xlabel)}</text>')
+    parts.append(f'<text x="14" y="{h / 2}" font-size="12" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {h / 2})">{escape(ylabel)}</text>')
+    for k, (r, x, y) in enumerate(pts):
+        colour = PALETTE[k % len(PALETTE)]
+        cx, cy = sx(min(max(x["value"], 0), 1)), sy(min(max(y["value"], 0), 1))
+        if x.get("ci95"):
+            parts.append(f'<line x1="{sx(x["ci95"][0]):.1f}" x2="{sx(x["ci95"][1]):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                         f'stroke="{colour}" stroke-opacity="0.5"/>')
+        if y.get("ci95"):
+            parts.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{sy(y["ci95"][0]):.1f}" y2="{sy(y["ci95"][1]):.1f}" '
+                         f'stroke="{colour}" stroke-opacity="0.5"/>')
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(r["name"])}</title></circle>')
+        anchor, dx = ("end", -8) if x["value"] > 0.6 else ("start", 8)
+        parts.append(f'<text x="{cx + dx:.1f}" y="{cy - 6 - 12 * (k % 3):.1f}" font-size="11" fill="{colour}" '
+                     f'text-anchor="{anchor}">{escape(r["name"])}</text>')
+    if not pts:
+        parts.append(f'<text x="{w / 2}" y="{h / 2}" text-anchor="middle" fill="#999">no runs with both metrics</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _baseline_for(run: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    cfg = json.loads(run["config"])
+    for r in runs:
+        if r["kind"] == "baseline" and r["concept"] == run["concept"]:
+            rc = json.loads(r["config"])
+            if rc["eval"] == cfg["eval"] and rc["base_fingerprint"] == cfg["base_fingerprint"]:
+                return r
+    return None
+
+
+def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_split: int = 4) -> str:
+    """Rows: a few target prompts, then neighbouring concepts; columns: before | after per seed."""
+    root = store.path.parent
+    samples = store.samples(run["run_id"])
+    seeds = json.loads(run["seeds"])[:2]
+    by_key = {(s["prompt_index"], s["seed"]): s for s in samples}
+    base_by_key = {(s["prompt_index"], s["seed"]): s for s in store.samples(base["run_id"])} if base else {}
+    prompts: dict[int, dict[str, Any]] = {}
+    for s in samples:
+        prompts.setdefault(s["prompt_index"], s)
+    chosen: list[dict[str, Any]] = []
+    for split in ("target", "target_heldout_phrasings", "target_heldout_pairs", "other"):
+        rows = [p for i, p in sorted(prompts.items()) if p["split"] == split]
+        step = max(1, len(rows) // per_split)
+        chosen += rows[::step][:per_split]
+    before_after = base is not None and run["kind"] != "baseline"
+    cols = 1 + len(seeds) * (2 if before_after else 1)
+    head = ['<div class="h">prompt (split)</div>']
+    for s in seeds:
+        head += ([f'<div class="h">before, seed {s}</div>', f'<div class="h">after, seed {s}</div>'] if before_after
+                 else [f'<div class="h">seed {s}</div>'])
+    cells = head
+    for p in chosen:
+        i = p["prompt_index"]
+        cells.append(f'<div class="p">{escape(p["prompt"])} <span class="ci">({escape(p["split"])})</span></div>')
+        for s in seeds:
+            if before_after:
+                b = base_by_key.get((i, s))
+                cells.append(_img(root / b["image_path"], f"before: {p['prompt']}") if b else "<div>–</div>")
+            a = by_key.get((i, s))
+            label = ", ".join(f"{v}" for v in (a.get("verdict") or {}).values()) if a else ""
+            cells.append(_img(root / a["image_path"], f"{p['prompt']} (judge: {label})") if a else "<div>–</div>")
+    return (f'<div class="grid" style="grid-template-columns: minmax(220px, 380px){" 66px" * (cols - 1)}">'
+            f'{"".join(cells)}</div>')
+
+
+def build_report(store: Store, out: str | Path, title: str = "erasekit report") -> dict[str, int]:
+    """Write the report for every run in ``store`` to ``out`` (atomically); return counts."""
+    runs = store.runs()
+    for r in runs:
+        r["metrics"] = store.metrics(r["run_id"])
+    html = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
+            f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
+            f'<p class="sub">{len(runs)} runs from {escape(str(store.path))}; built '
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>"]
+    if not runs:
+        html.append("<p>The database holds no runs yet: run <code>erasekit eval</code> first.</p>")
+    else:
+        html.append("<h2>Summary</h2><table><tr><th>run</th>" + "".join(f"<th>{HEADERS.get(k, k)}</th>" for k in SUMMARY_KEYS) + "</tr>")
+        for r in runs:
+            html.append(f"<tr><td><a href=\"#run-{escape(r['run_id'])}\">{escape(r['name'])}</a></td>"
+                        + "".join(_cell(r["metrics"].get(k), k) for k in SUMMARY_KEYS) + "</tr>")
+        html.append("</table><p class=\"ci\">Intervals: 95% bootstrap (over prompts for rates, over images for "
+                    "distances). Efficacy, IRA, CRA, alignment: higher is better; FD: lower is better.</p>")
+        html.append("<h2>Efficacy against retention</h2><div>"
+                    + _scatter(runs, "ira", "efficacy", "in-domain retention (IRA)", "efficacy (UA)")
+                    + _scatter(runs, "cra", "efficacy", "cross-domain retention (CRA)", "efficacy (UA)") + "</div>")
+        html.append("<h2>Cost</h2><table><tr><th>run</th>" + "".join(f"<th>{HEADERS.get(k, k)}</th>" for k in COST_KEYS)
+                    + "<th>evaluation wall s</th></tr>")
+        for r in runs:
+            if r["kind"] == "erasure":
+                html.append(f"<tr><td>{escape(r['name'])}</td>" + "".join(_cell(r["metrics"].get(k), k) for k in COST_KEYS)
+                            + f"<td>{_fmt(r['wall_seconds'])}</td></tr>")
+        html.append("</table>")
+    for r in runs:
+        cfg = json.loads(r["config"])
+        html.append(f'<section class="run" id="run-{escape(r["run_id"])}"><h2>{escape(r["name"])}</h2>')
+        html.append(f'<p class="sub">{escape(r["kind"])} · concept <b>{escape(r["concept"])}</b> · seeds '
+                    f'{escape(r["seeds"])} · {cfg["eval"]["steps"]} steps, guidance {cfg["eval"]["guidance"]} · '
+                    f'commit {escape(r["git_hash"][:12])} · {escape(r["created_at"])}</p>')
+        html.append("<table><tr><th>metric</th><th>value [95% CI]</th><th>better</th><th>n</th></tr>")
+        for key, m in r["metrics"].items():
+            html.append(f"<tr><td>{escape(key)}</td>{_cell(m, key)}<td class=\"dir\">"
+                        f"{'higher' if m['higher_is_better'] else 'lower'}</td><td>{m['n']}</td></tr>")
+        html.append("</table>")
+        html.append(_grid(store, r, _baseline_for(r, runs)))
+        html.append(f"<details><summary>resolved config</summary><pre>{escape(json.dumps(cfg, indent=2))}</pre></details>")
+        html.append(f"<details><summary>package versions</summary><pre>{escape(r['versions'])}</pre></details>")
+        html.append("</section>")
+    html.append("</body></html>")
+    text = "\n".join(html)
+    atomic_write_bytes(Path(out), text.encode())
+    return {"runs": len(runs), "images": text.count("<img "), "missing_images": text.count('class="missing"')}
