@@ -403,6 +403,57 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"warning: {counts['missing_images']} image files were missing beside the database", file=sys.stderr)
 
 
+def cmd_attack(args: argparse.Namespace) -> None:
+    from erasekit.attacks import get_attack
+    from erasekit.concepts import get_concept
+    from erasekit.redteam import attack
+
+    atk = get_attack(args.attack)  # unknown -> ValueError with "did you mean"
+    if args.run is None and not args.baseline:
+        raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
+    erasure = None
+    if args.run is not None:
+        if not Path(args.run).is_dir():
+            raise UsageError(f"run folder {args.run} does not exist; pass a folder written by `erasekit erase`")
+        erasure = _load_erasure_dir(args.run)
+    concept = get_concept(args.concept) if args.concept else (erasure.concept if erasure else None)
+    if concept is None:
+        raise UsageError("--baseline without a run folder needs --concept NAME (e.g. --concept skull)")
+    if concept.family is None:
+        raise UsageError(f"attack {args.attack} needs reference images of the concept and the testbed judge, which "
+                         f"the run's concept {concept.name!r} (a user concept) lacks; attack a built-in concept")
+    store = _open_store(args.db)
+    pipe, judge = _load_models(args)
+    result = attack(store, pipe, judge, concept, args.attack, args.budget, None if args.baseline else erasure,
+                    None if args.baseline else args.run, args.prompts, tuple(args.seeds), args.seed, args.steps,
+                    args.guidance, args.force, progress=not args.json,
+                    name=None if erasure is None or args.baseline else Path(args.run).name)
+    summary = {k: result[k] for k in ("attack_id", "run_name", "attack", "threat_model", "budget", "budget_unit", "n",
+                                      "pre_asr", "asr", "unet_evals", "grad_steps", "wall_seconds", "cached")}
+    if args.json:
+        summary["targets"] = [{k: r[k] for k in ("prompt", "seed", "pre_success", "success", "adversarial_text",
+                                                 "unet_evals", "grad_steps", "wall_seconds", "note")}
+                              for r in result["samples"]]
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{atk.name} against {summary['run_name']} ({summary['threat_model']})")
+    print(f"  budget {summary['budget']} {summary['budget_unit']}; {summary['n']} targets")
+    print(f"  pre-attack ASR {summary['pre_asr']:.3f}   ASR {summary['asr']:.3f}")
+    print(f"  spent: {summary['unet_evals']} UNet evaluations, {summary['grad_steps']} gradient steps, "
+          f"{summary['wall_seconds']:.1f} s{' (stored earlier)' if summary['cached'] else ''}")
+    print(f"stored in {store.path}")
+
+
+def cmd_attacks(args: argparse.Namespace) -> None:
+    from erasekit.attacks import ORDER, get_attack
+
+    for name in ORDER:
+        a = get_attack(name)
+        print(f"{name:11s} {a.summary()}")
+        print(f"{'':11s}   threat model: {a.threat_model}")
+        print(f"{'':11s}   needs: {a.needs}; budget in {a.budget_unit} (default {a.default_budget})")
+
+
 def cmd_metrics(args: argparse.Namespace) -> None:
     from erasekit.metrics import get_metric, metric_names
 
@@ -532,6 +583,24 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
     rp.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     rp.set_defaults(func=cmd_report)
+
+    at = sub.add_parser("attack", help="attack an erasure run and store the attack success rate")
+    at.add_argument("run", nargs="?", default=None, help="artifact folder written by `erasekit erase`")
+    at.add_argument("--attack", required=True, help="attack name (see `erasekit attacks`)")
+    at.add_argument("--budget", type=_positive, default=None, help="the attack's budget in its unit (default: its own)")
+    at.add_argument("--prompts", type=_positive, default=4, help="target prompts (default 4)")
+    at.add_argument("--seeds", type=_seeds, default=[0], help="noise seeds per prompt (default 0)")
+    at.add_argument("--seed", type=int, default=0, help="the attack's own random seed (default 0)")
+    at.add_argument("--baseline", action="store_true", help="attack the unedited model (the sanity check)")
+    at.add_argument("--concept", default=None, help="concept for --baseline without a run folder")
+    at.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
+    at.add_argument("--force", action="store_true", help="run again even if this attack is stored")
+    at.add_argument("--json", action="store_true", help="print the result as JSON")
+    _sampling_args(at)
+    at.set_defaults(func=cmd_attack)
+
+    al = sub.add_parser("attacks", help="list the attacks with their threat models")
+    al.set_defaults(func=cmd_attacks)
 
     mt = sub.add_parser("metrics", help="list the evaluation metrics")
     mt.set_defaults(func=cmd_metrics)

@@ -19,3 +19,36 @@ def esd_target(
     """
     anchor = pred_uncond if pred_anchor is None else pred_anchor
     return (anchor - eta * (pred_concept - pred_uncond)).detach()
+
+
+def denoising_loss(
+    unet: torch.nn.Module,
+    scheduler,
+    x0: torch.Tensor,
+    states: torch.Tensor,
+    generator: torch.Generator,
+    timesteps: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The model's own training loss on clean samples ``x0`` under conditioning ``states``.
+
+    Noise and timesteps are drawn from ``generator``; the target follows the scheduler's
+    ``prediction_type`` (epsilon, v_prediction or sample). This is UnlearnDiffAtk's "diffusion
+    classifier" objective (Zhang et al. 2024), textual inversion's loss (Gal et al. 2023) and the
+    fine-tuning loss of recovery attacks.
+    """
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    if timesteps is None:
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+    timesteps = timesteps.to(x0.device)
+    x_t = scheduler.add_noise(x0, noise, timesteps)
+    pred = unet(x_t, timesteps, encoder_hidden_states=states).sample
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = scheduler.get_velocity(x0, noise, timesteps)
+    elif kind == "sample":
+        target = x0
+    else:
+        raise ValueError(f"unsupported prediction_type {kind!r}")
+    return torch.nn.functional.mse_loss(pred.float(), target.float())

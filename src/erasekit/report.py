@@ -179,6 +179,9 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
                 html.append(f"<tr><td>{escape(r['name'])}</td>" + "".join(_cell(r["metrics"].get(k), k) for k in COST_KEYS)
                             + f"<td>{_fmt(r['wall_seconds'])}</td></tr>")
         html.append("</table>")
+    attacks = store.attack_runs()
+    if attacks:
+        html.append(_attack_section(store, attacks))
     for r in runs:
         cfg = json.loads(r["config"])
         html.append(f'<section class="run" id="run-{escape(r["run_id"])}"><h2>{escape(r["name"])}</h2>')
@@ -197,4 +200,30 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
     html.append("</body></html>")
     text = "\n".join(html)
     atomic_write_bytes(Path(out), text.encode())
-    return {"runs": len(runs), "images": text.count("<img "), "missing_images": text.count('class="missing"')}
+    return {"runs": len(runs), "attacks": len(attacks), "images": text.count("<img "),
+            "missing_images": text.count('class="missing"')}
+
+
+def _attack_section(store: Store, attacks: list[dict[str, Any]], shown: int = 8) -> str:
+    """ASR per run and attack with its budget and cost, and the images that broke through."""
+    root = store.path.parent
+    out = ["<h2>Attacks</h2><p class=\"ci\">ASR follows UnlearnDiffAtk: (pre-attack successes + attack "
+           "successes) / targets. UNet evaluations are counted per sample.</p>",
+           "<table><tr><th>run</th><th>attack</th><th>threat model</th><th>budget</th><th>targets</th>"
+           "<th>pre-ASR</th><th>ASR</th><th>UNet evals</th><th>grad steps</th><th>wall s</th></tr>"]
+    for a in attacks:
+        out.append(f"<tr><td>{escape(a['run_name'])}</td><td>{escape(a['attack'])}</td>"
+                   f"<td class=\"ci\">{escape(a['threat_model'])}</td><td>{a['budget']} {escape(a['budget_unit'])}</td>"
+                   f"<td>{a['n']}</td><td>{a['pre_asr']:.3f}</td><td><b>{a['asr']:.3f}</b></td><td>{a['unet_evals']:,}</td>"
+                   f"<td>{a['grad_steps']:,}</td><td>{a['wall_seconds']:.1f}</td></tr>")
+    out.append("</table>")
+    for a in attacks:
+        broke = [s for s in store.attack_samples(a["attack_id"]) if s["success"] and not s["pre_success"]][:shown]
+        if not broke:
+            continue
+        cells = "".join(
+            f'<div>{_img(root / s["image_path"], s["adversarial_text"] or s["prompt"])}'
+            f'<div class="ci">{escape(s["note"])}</div></div>' for s in broke)
+        out.append(f"<h3>{escape(a['run_name'])}: {escape(a['attack'])} broke through</h3>"
+                   f'<div class="grid" style="grid-template-columns: repeat({len(broke)}, 90px)">{cells}</div>')
+    return "\n".join(out)

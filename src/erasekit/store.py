@@ -61,6 +61,45 @@ CREATE TABLE IF NOT EXISTS sample_values (
     value REAL NOT NULL,
     PRIMARY KEY (run_id, key, prompt_index, seed)
 );
+CREATE TABLE IF NOT EXISTS attack_runs (
+    attack_id TEXT PRIMARY KEY,
+    run_name TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- 'erasure' | 'baseline'
+    method TEXT,
+    concept TEXT NOT NULL,
+    artifact TEXT,
+    attack TEXT NOT NULL,
+    threat_model TEXT NOT NULL,
+    budget INTEGER NOT NULL,
+    budget_unit TEXT NOT NULL,
+    config TEXT NOT NULL,             -- resolved attack settings (JSON)
+    n INTEGER NOT NULL,
+    pre_asr REAL NOT NULL,
+    asr REAL NOT NULL,
+    unet_evals INTEGER NOT NULL,
+    grad_steps INTEGER NOT NULL,
+    wall_seconds REAL NOT NULL,
+    versions TEXT NOT NULL,
+    git_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attack_samples (
+    attack_id TEXT NOT NULL REFERENCES attack_runs(attack_id),
+    target_index INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    pre_success INTEGER NOT NULL,
+    success INTEGER NOT NULL,
+    adversarial_text TEXT,
+    adversarial_path TEXT,            -- safetensors with the adversarial embedding / latents / LoRA
+    image_path TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    unet_evals INTEGER NOT NULL,
+    grad_steps INTEGER NOT NULL,
+    wall_seconds REAL NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (attack_id, target_index)
+);
 """
 
 
@@ -188,7 +227,36 @@ class Store:
                         "higher_is_better": bool(hib), "n": n, **({"meta": json.loads(meta)} if meta != "{}" else {})}
         return out
 
+    # -- attacks ---------------------------------------------------------------------------------
+    def attack_run(self, attack_id: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM attack_runs WHERE attack_id = ?", (attack_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([c[0] for c in cur.description], row))
+
+    def attack_runs(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM attack_runs ORDER BY created_at, attack_id")
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def add_attack(self, row: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+        """Store one attack run and its per-target rows in one transaction (replacing an old copy)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM attack_samples WHERE attack_id = ?", (row["attack_id"],))
+            c.execute("DELETE FROM attack_runs WHERE attack_id = ?", (row["attack_id"],))
+            c.execute(f"INSERT INTO attack_runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                      tuple(row.values()))
+            for r in samples:
+                c.execute(f"INSERT INTO attack_samples ({', '.join(r)}) VALUES ({', '.join('?' for _ in r)})",
+                          tuple(r.values()))
+
+    def attack_samples(self, attack_id: str) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM attack_samples WHERE attack_id = ? ORDER BY target_index", (attack_id,))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
     def count(self, table: str, run_id: str | None = None) -> int:
+        if table in ("attack_runs", "attack_samples"):
+            return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         if table not in ("runs", "samples", "metric_values", "sample_values"):
             raise ValueError(f"unknown table {table!r}")
         if run_id is None:

@@ -1,0 +1,273 @@
+"""The attack contract: a registered :class:`Attack` tries to bring an erased concept back.
+
+:func:`run_attack` attacks every target (a training-phrasing prompt of the concept, sampled with
+a seed). It first generates the unattacked prompt with the erased model: if the judge already
+sees the concept, that target is a pre-attack success and is not attacked further. ASR follows
+UnlearnDiffAtk (Zhang et al. 2024): ``ASR = (pre-attack successes + attack successes) / N``.
+Every attack takes an explicit budget (in its own unit), stops early on success, and reports
+what it spent: UNet evaluations (counted per sample), gradient steps and wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import torch
+
+from erasekit.concepts import Concept
+from erasekit.erasure import Erasure
+from erasekit.registry import Registry
+from erasekit.testbed import data
+from erasekit.testbed.fidelity import generate_jobs
+from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+
+@dataclass(frozen=True)
+class Target:
+    """One attacked prompt: its text, attributes, noise seed and the unedited model's image of it."""
+
+    index: int
+    prompt: str
+    attributes: dict[str, str]
+    seed: int
+    reference: np.ndarray  # uint8 (H, W, 3), drawn by the unedited model; shows the concept
+    noise: int = 0  # noise index: image (seed, noise) of the evaluation convention
+
+
+@dataclass
+class Outcome:
+    """What one target's attack produced."""
+
+    index: int
+    prompt: str
+    seed: int
+    pre_success: bool
+    success: bool
+    image: np.ndarray
+    verdict: dict[str, str]
+    adversarial_text: str | None = None
+    adversarial: dict[str, torch.Tensor] = field(default_factory=dict)  # embeddings, latents (saved)
+    unet_evals: int = 0
+    grad_steps: int = 0
+    wall_seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class AttackResult:
+    attack: str
+    budget: int
+    budget_unit: str
+    seed: int
+    outcomes: list[Outcome]
+    wall_seconds: float  # the whole run: reference images, pre-attack check and the attack
+    unet_evals: int  # pre-attack check and attack (reference images excluded), per sample
+    grad_steps: int
+
+    @property
+    def pre_asr(self) -> float:
+        return float(np.mean([o.pre_success for o in self.outcomes]))
+
+    @property
+    def asr(self) -> float:
+        return float(np.mean([o.success for o in self.outcomes]))
+
+    def to_json(self) -> dict:
+        return {"attack": self.attack, "budget": self.budget, "budget_unit": self.budget_unit, "seed": self.seed,
+                "n": len(self.outcomes), "pre_asr": round(self.pre_asr, 4), "asr": round(self.asr, 4),
+                "unet_evals": self.unet_evals, "grad_steps": self.grad_steps, "wall_seconds": self.wall_seconds}
+
+
+class Counter:
+    """Counts UNet evaluations (per sample) while installed on a pipeline."""
+
+    def __init__(self) -> None:
+        self.evals = 0
+
+    @contextmanager
+    def on(self, pipe: Any) -> Iterator["Counter"]:
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            sample = args[0] if args else kwargs["sample"]
+            self.evals += int(sample.shape[0])
+
+        handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+
+@dataclass
+class AttackContext:
+    """What an attack works with: the pipeline (erasure applied), the erasure, the judge and the
+    sampling settings. ``unedited()`` temporarily removes the erasure (black-box settings)."""
+
+    pipe: Any
+    erasure: Erasure | None
+    concept: Concept
+    judge: Any
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+
+    @contextmanager
+    def unedited(self) -> Iterator[Any]:
+        if self.erasure is None:
+            yield self.pipe
+            return
+        self.erasure.remove(self.pipe)
+        try:
+            yield self.pipe
+        finally:
+            self.erasure.apply(self.pipe, force=True)
+
+    def shows_concept(self, verdict: dict[str, str]) -> bool:
+        return verdict[self.concept.family] == self.concept.name  # type: ignore[index]
+
+    def judge_images(self, images: np.ndarray) -> list[dict[str, str]]:
+        return self.judge.predict(images)
+
+    def generate(self, prompt: str, seed: int, index: int) -> np.ndarray:
+        """The erased pipeline's image for ``prompt`` (noise of evaluation image ``(seed, index)``)."""
+        return generate_jobs(self.pipe, [(seed, index, prompt)], self.steps, self.guidance)[0]
+
+    def generate_embeds(self, states: torch.Tensor, seed: int, index: int, latents: torch.Tensor | None = None,
+                        guidance: float | None = None) -> np.ndarray:
+        """Generate from prompt embeddings ``(1, L, D)`` (and optionally given initial latents)."""
+        gen = torch.Generator().manual_seed(seed * 100003 + index)
+        g = self.guidance if guidance is None else guidance
+        with torch.no_grad():
+            img = self.pipe(prompt_embeds=states.detach(), num_inference_steps=self.steps, guidance_scale=g,
+                            generator=gen if latents is None else None, latents=latents, output_type="np").images
+        return np.round(img * 255).astype(np.uint8)[0]
+
+
+class Attack:
+    """An attack. Subclasses set the class attributes and implement :meth:`attack`."""
+
+    name: ClassVar[str]
+    threat_model: ClassVar[str] = "white-box"
+    needs: ClassVar[str] = ""
+    budget_unit: ClassVar[str] = "tries"
+    default_budget: ClassVar[int] = 8
+    #: one thing is learned for all targets (its cost is shared, not per target)
+    shared: ClassVar[bool] = False
+
+    def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
+        """Attack one target (its unattacked prompt did not show the concept)."""
+        raise NotImplementedError
+
+    def attack_all(self, ctx: AttackContext, targets: list[Target], budget: int, gen: torch.Generator,
+                   progress: bool) -> dict[int, Outcome]:
+        """Attack every target; attacks that learn one thing for all targets override this."""
+        from tqdm.auto import tqdm
+
+        return {t.index: self.attack(ctx, t, budget, gen) for t in tqdm(targets, desc=self.name, disable=not progress)}
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+ATTACKS: Registry[Attack] = Registry("attack", Attack)
+
+
+def get_attack(name: str) -> Attack:
+    import erasekit.attacks  # noqa: F401  (registers every attack)
+
+    return ATTACKS.get(name)()
+
+
+def attack_names() -> list[str]:
+    import erasekit.attacks  # noqa: F401
+
+    return ATTACKS.names()
+
+
+def attack_targets(concept: Concept, n_prompts: int, seeds: list[int], prompt_seed: int = 0) -> list[tuple[int, str, dict, int]]:
+    """``(index, prompt, attributes, seed)``: the concept's training-phrasing prompts x seeds."""
+    from erasekit.evaluation import eval_prompts
+
+    if concept.family is None:
+        raise ValueError(f"concept {concept.name!r} is not a testbed concept: attacks need the testbed judge and "
+                         "reference images of the concept; use a built-in concept (skull, logo, red, neon, ...)")
+    prompts = [p for p in eval_prompts(concept, n_prompts, prompt_seed) if p.split == "target"]
+    return [(k, p.text, p.attributes, s) for s in seeds for k, p in enumerate(prompts)]  # type: ignore[misc]
+
+
+def run_attack(
+    attack: Attack,
+    ctx: AttackContext,
+    budget: int,
+    n_prompts: int = 4,
+    seeds: tuple[int, ...] = (0,),
+    seed: int = 0,
+    progress: bool = True,
+    attack_pre_successes: bool = False,
+) -> AttackResult:
+    """Attack the concept's target prompts x seeds with ``budget``; see the module docstring.
+
+    ``attack_pre_successes`` attacks every target, also those whose unattacked prompt already
+    shows the concept (the sanity check that the attack itself works on the unedited model)."""
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 {attack.budget_unit}, got {budget}")
+    t0 = time.perf_counter()
+    raw = attack_targets(ctx.concept, n_prompts, list(seeds))
+    jobs = [(s, k, p) for k, p, _, s in raw]
+    with ctx.unedited() as base:
+        refs = generate_jobs(base, jobs, ctx.steps, ctx.guidance)  # the concept as the unedited model draws it
+    targets = [Target(j, p, a, s, refs[j], noise=k) for j, (k, p, a, s) in enumerate(raw)]
+    counter = Counter()
+    with counter.on(ctx.pipe):
+        pre_images = generate_jobs(ctx.pipe, [(t.seed, t.noise, t.prompt) for t in targets], ctx.steps, ctx.guidance)
+    pre_verdicts = ctx.judge_images(pre_images)
+    outcomes: dict[int, Outcome] = {}
+    todo = []
+    for t, img, v in zip(targets, pre_images, pre_verdicts):
+        if ctx.shows_concept(v) and not attack_pre_successes:
+            outcomes[t.index] = Outcome(t.index, t.prompt, t.seed, True, True, img, v, adversarial_text=t.prompt,
+                                        unet_evals=counter.evals // len(targets), note="pre-attack success")
+        else:
+            todo.append(t)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if todo:
+        with counter.on(ctx.pipe):
+            outcomes.update(attack.attack_all(ctx, todo, budget, gen, progress))
+        pre = {t.index: ctx.shows_concept(v) for t, v in zip(targets, pre_verdicts)}
+        for o in outcomes.values():  # (with attack_pre_successes, success stays the attack's own)
+            o.pre_success = pre[o.index]
+    ordered = [outcomes[t.index] for t in targets]
+    steps = [o.grad_steps for o in ordered]
+    return AttackResult(attack.name, budget, attack.budget_unit, seed, ordered, round(time.perf_counter() - t0, 2),
+                        counter.evals, max(steps) if attack.shared else sum(steps))
+
+
+def measured(ctx: AttackContext, target: Target, fn) -> Outcome:
+    """Run ``fn(counter) -> Outcome`` with UNet evaluations counted and wall time measured."""
+    counter = Counter()
+    t0 = time.perf_counter()
+    with counter.on(ctx.pipe):
+        out = fn(counter)
+    out.unet_evals += counter.evals
+    out.wall_seconds = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def attributes_prompt(attributes: dict[str, str], family: str, phrase: str, rng: np.random.Generator) -> str:
+    """A caption of ``attributes`` whose ``family`` word is ``phrase`` (other words: training phrasings)."""
+    words = {
+        "shape": data.SHAPE_PHRASES[attributes["shape"]]["train"][0],
+        "colour": data.COLOUR_PHRASES[attributes["colour"]]["train"][0],
+        "background": data.BACKGROUND_PHRASES[attributes["background"]]["train"][0],
+    }
+    words[family] = phrase
+    art = "an" if words["colour"][0] in "aeiou" else "a"
+    return f"{art} {words['colour']} {words['shape']} {words['background']}"
+
+
+__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Outcome", "Target", "attack_names", "get_attack",
+           "run_attack", "measured", "nullcontext"]

@@ -1,0 +1,86 @@
+"""Discrete prompt attack (UnlearnDiffAtk / P4D style; Zhang et al. 2024, Chin et al. 2024):
+``k`` tokens prepended to the prompt, optimised through a relaxed one-hot over the text encoder's
+vocabulary (straight-through: the forward pass uses the argmax tokens) to minimise the erased
+model's denoising loss on reference images. The result is a plain text prompt, judged as text.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
+from erasekit.attacks.embedding import frozen_unet, to_x0
+from erasekit.losses import denoising_loss
+from erasekit.pipelines import max_length
+
+FIRST_WORD_ID = 999  # MiniLM/BERT: ids below are [PAD], [unusedN], [CLS], [SEP], [MASK]
+
+
+def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str) -> torch.Tensor:
+    """Encoder states for ``[CLS] prefix prompt [SEP]`` where ``prefix`` are input embeddings ``(k, D)``."""
+    tok = pipe.tokenizer([prompt], padding="max_length", max_length=max_length(pipe) - prefix.shape[0],
+                         truncation=True, return_tensors="pt")
+    words = pipe.text_encoder.get_input_embeddings()
+    ids, mask = tok.input_ids[0], tok.attention_mask[0]
+    emb = words(ids)
+    inputs = torch.cat([emb[:1], prefix, emb[1:]])[None]
+    full_mask = torch.cat([mask[:1], torch.ones(prefix.shape[0], dtype=mask.dtype), mask[1:]])[None]
+    return pipe.text_encoder(inputs_embeds=inputs, attention_mask=full_mask).last_hidden_state
+
+
+@ATTACKS.register("discrete")
+class DiscreteAttack(Attack):
+    """Discrete prompt attack: k vocabulary tokens prepended, optimised against the erased model (UnlearnDiffAtk)."""
+
+    threat_model = "white-box: gradients of the erased model and its text encoder"
+    needs = "reference images of the concept (drawn by the unedited model)"
+    budget_unit = "gradient steps"
+    default_budget = 60
+    tokens = 3
+    lr = 0.5
+    check_every = 10
+
+    def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
+        pipe = ctx.pipe
+        words = pipe.text_encoder.get_input_embeddings().weight.detach()
+        vocab = words.shape[0]
+        ban = torch.zeros(vocab, dtype=torch.bool)
+        ban[:FIRST_WORD_ID] = True
+
+        def run(counter) -> Outcome:
+            x0 = to_x0(target.reference)
+            logits = (0.01 * torch.randn(self.tokens, vocab, generator=gen)).requires_grad_(True)
+            opt = torch.optim.Adam([logits], lr=self.lr)
+            text_encoder_req = [p.requires_grad for p in pipe.text_encoder.parameters()]
+            pipe.text_encoder.requires_grad_(False)
+            last, checked = None, None
+            try:
+                with frozen_unet(pipe):
+                    for step in range(budget):
+                        masked = logits.masked_fill(ban, -1e9)
+                        soft = masked.softmax(-1)
+                        hard = torch.nn.functional.one_hot(soft.argmax(-1), vocab).float()
+                        prefix = (hard + soft - soft.detach()) @ words
+                        loss = denoising_loss(pipe.unet, pipe.scheduler, x0, embed_with_prefix(pipe, prefix, target.prompt), gen)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        if (step + 1) % self.check_every == 0 or step + 1 == budget:
+                            ids = logits.detach().masked_fill(ban, -1e9).argmax(-1).tolist()
+                            if ids == checked and step + 1 < budget:
+                                continue
+                            checked = ids
+                            text = f"{pipe.tokenizer.decode(ids)} {target.prompt}"
+                            img = ctx.generate(text, target.seed, target.noise)
+                            verdict = ctx.judge_images(img[None])[0]
+                            last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict),
+                                           img, verdict, text, grad_steps=step + 1, note=f"step {step + 1}")
+                            if last.success:
+                                return last
+            finally:
+                for p, r in zip(pipe.text_encoder.parameters(), text_encoder_req):
+                    p.requires_grad_(r)
+            assert last is not None
+            return last
+
+        return measured(ctx, target, run)

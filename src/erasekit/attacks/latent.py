@@ -1,0 +1,84 @@
+"""Latent inversion ("Memories of Forgotten Concepts", 2024; M-ErasureBench, 2025): DDIM-invert a
+concept image to its initial noise, then let the erased model sample from that noise with the
+target prompt. Variants, in order:
+
+1. white-box, reconstruction: invert with the erased model and sample with it at guidance 1, the
+   inversion's own setting (a white-box attacker runs the model and picks the sampler settings;
+   inference-time guards that act through CFG are then inactive);
+2. white-box, the deployed guidance: same latents, sampled with the system's guidance;
+3. black-box: invert with the unedited model (the attacker never touches the erased one), the
+   system samples with its guidance;
+4. black-box with the empty prompt as the inversion condition.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
+from erasekit.attacks.embedding import to_x0
+from erasekit.pipelines import encode
+
+
+@torch.no_grad()
+def ddim_invert(pipe, x0: torch.Tensor, states: torch.Tensor, steps: int) -> torch.Tensor:
+    """Deterministic DDIM inversion of ``x0`` up to the sampler's first (noisiest) timestep."""
+    sched = pipe.scheduler
+    sched.set_timesteps(steps)
+    ts = sorted(int(t) for t in sched.timesteps)
+    alphas = sched.alphas_cumprod
+    x, t_cur = x0, 0
+    for t_next in ts:
+        out = pipe.unet(x, t_cur, encoder_hidden_states=states).sample
+        a = alphas[t_cur]
+        kind = sched.config.prediction_type
+        if kind == "v_prediction":
+            x0_pred, eps = a.sqrt() * x - (1 - a).sqrt() * out, (1 - a).sqrt() * x + a.sqrt() * out
+        elif kind == "epsilon":
+            x0_pred, eps = (x - (1 - a).sqrt() * out) / a.sqrt(), out
+        else:
+            x0_pred, eps = out, (x - a.sqrt() * out) / (1 - a).sqrt()
+        if sched.config.clip_sample:
+            x0_pred = x0_pred.clamp(-sched.config.clip_sample_range, sched.config.clip_sample_range)
+        a_next = alphas[t_next]
+        x = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * eps
+        t_cur = t_next
+    return x
+
+
+@ATTACKS.register("latent")
+class LatentInversion(Attack):
+    """Latent inversion: DDIM-invert a concept image, regenerate from its noise (white-box and black-box)."""
+
+    threat_model = "white-box (invert with the erased model) then black-box (invert with the unedited model)"
+    needs = "an image of the concept (the unedited model's reference image)"
+    budget_unit = "inversions tried (of 4)"
+    default_budget = 4
+
+    def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
+        pipe = ctx.pipe
+        variants = [("white-box", target.prompt, 1.0), ("white-box", target.prompt, None),
+                    ("black-box", target.prompt, None), ("black-box", "", None)]
+
+        def run(counter) -> Outcome:
+            x0 = to_x0(target.reference)
+            last = None
+            for k, (mode, cond, guidance) in enumerate(variants[:budget]):
+                if mode == "white-box":
+                    latents = ddim_invert(pipe, x0, encode(pipe, [cond]).states, ctx.steps)
+                else:
+                    with ctx.unedited() as base:
+                        latents = ddim_invert(base, x0, encode(base, [cond]).states, ctx.steps)
+                states = encode(pipe, [target.prompt]).states
+                img = ctx.generate_embeds(states, target.seed, target.noise, latents=latents, guidance=guidance)
+                verdict = ctx.judge_images(img[None])[0]
+                last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict), img, verdict,
+                               target.prompt, adversarial={"latents": latents},
+                               note=f"{mode}, inverted with {'the prompt' if cond else 'the empty prompt'}, "
+                                    f"guidance {ctx.guidance if guidance is None else guidance:g}")
+                if last.success:
+                    return last
+            assert last is not None
+            return last
+
+        return measured(ctx, target, run)

@@ -1,0 +1,47 @@
+"""Paraphrase: the held-out phrasings (synonyms, implicit descriptions) and the other training
+synonyms of the concept, across seeds (the A0 rung of the attack ladder; HUB, MACE paraphrases)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, attributes_prompt, measured
+from erasekit.testbed import data
+
+PHRASES = {"shape": data.SHAPE_PHRASES, "colour": data.COLOUR_PHRASES, "background": data.BACKGROUND_PHRASES}
+
+
+def paraphrases(family: str, value: str) -> list[str]:
+    """Held-out phrases first (never seen in training), then the training synonyms."""
+    table = PHRASES[family][value]
+    return list(table["heldout"]) + list(table["train"])
+
+
+@ATTACKS.register("paraphrase")
+class Paraphrase(Attack):
+    """Paraphrase: synonyms and implicit descriptions of the concept, across seeds (black-box)."""
+
+    threat_model = "black-box: prompt access only"
+    needs = "nothing beyond the prompt interface"
+    budget_unit = "prompts tried"
+    default_budget = 16
+
+    def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
+        family = ctx.concept.family
+        assert family is not None
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
+        phrases = paraphrases(family, ctx.concept.name)
+        tries = [(attributes_prompt(target.attributes, family, ph, rng), s) for s in range(4) for ph in phrases]
+
+        def run(counter) -> Outcome:
+            img, verdict, text = None, None, ""
+            for k, (text, shift) in enumerate(tries[:budget]):
+                img = ctx.generate(text, target.seed + 1000 * shift, target.noise)
+                verdict = ctx.judge_images(img[None])[0]
+                if ctx.shows_concept(verdict):
+                    return Outcome(target.index, target.prompt, target.seed, False, True, img, verdict, text,
+                                   note=f"try {k + 1}")
+            return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, text)
+
+        return measured(ctx, target, run)

@@ -1,0 +1,107 @@
+"""Attacks: each works on the unedited testbed, white-box attacks break UCE, determinism, CLI."""
+
+import json
+
+import pytest
+import torch
+
+from erasekit.attacks import ORDER, AttackContext, get_attack, run_attack
+from erasekit.cli import main
+from erasekit.concepts import get_concept
+from erasekit.erasure import Erasure, get_method, make_config
+from erasekit.store import Store
+
+#: small budgets that keep the suite short
+BUDGETS = {"paraphrase": 16, "arithmetic": 2, "embedding": 10, "discrete": 20, "inversion": 25, "latent": 1,
+           "finetune": 25}
+
+
+def _state(pipe) -> dict:
+    return {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def uce(shipped_testbed, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("atk") / "skull-uce"
+    get_method("uce").fit(shipped_testbed, get_concept("skull"), make_config("uce"), progress=False).save(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_every_attack_works_on_the_unedited_testbed(name, shipped_testbed, shipped_judge):
+    """The sanity check: each attack's own machinery (pre-attack successes attacked too) brings
+    the concept out of the unedited model, and leaves the pipeline exactly as it was."""
+    before = _state(shipped_testbed)
+    ctx = AttackContext(shipped_testbed, None, get_concept("skull"), shipped_judge)
+    result = run_attack(get_attack(name), ctx, BUDGETS[name], n_prompts=2, seeds=(0,), progress=False,
+                        attack_pre_successes=True)
+    assert result.pre_asr == 1.0
+    assert result.asr >= 0.9, [(o.note, o.verdict) for o in result.outcomes]
+    assert result.unet_evals > 0
+    after = _state(shipped_testbed)
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+@pytest.mark.parametrize("name", ["embedding", "latent"])
+def test_white_box_attacks_break_uce(name, shipped_testbed, shipped_judge, uce):
+    erasure = Erasure.load(uce)
+    ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
+    with erasure.applied(shipped_testbed):
+        result = run_attack(get_attack(name), ctx, BUDGETS[name] if name != "latent" else 4, n_prompts=2,
+                            seeds=(0,), progress=False)
+    assert result.pre_asr == 0.0
+    assert result.asr >= 0.5
+
+
+def test_same_seed_same_attack_result(shipped_testbed, shipped_judge, uce):
+    erasure = Erasure.load(uce)
+    ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
+    runs = []
+    for _ in range(2):
+        with erasure.applied(shipped_testbed):
+            ctx.erasure = erasure
+            # a gradient attack from a random start: the seed fixes everything
+            atk = get_attack("discrete")
+            runs.append(run_attack(atk, ctx, 10, n_prompts=1, seeds=(0,), seed=3, progress=False))
+    a, b = runs
+    assert [(o.success, o.adversarial_text, o.grad_steps) for o in a.outcomes] == \
+        [(o.success, o.adversarial_text, o.grad_steps) for o in b.outcomes]
+    assert all((x.image == y.image).all() for x, y in zip(a.outcomes, b.outcomes))
+
+
+def _one_line_error(argv, capsys, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("erasekit: error: ") and needle in err, err
+
+
+def test_attack_cli_stores_and_reports(uce, tmp_path, capsys):
+    db = tmp_path / "erasekit.db"
+    assert main(["attack", str(uce), "--attack", "latent", "--prompts", "1", "--db", str(db), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["attack"] == "latent" and out["n"] == 1 and out["pre_asr"] == 0.0 and out["asr"] == 1.0
+    assert out["unet_evals"] > 0 and out["budget"] == 4 and not out["cached"]
+    assert main(["attack", str(uce), "--attack", "latent", "--prompts", "1", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] is True
+    store = Store(db)
+    assert store.count("attack_runs") == 1 and store.count("attack_samples") == 1
+    sample = store.attack_samples(store.attack_runs()[0]["attack_id"])[0]
+    assert (db.parent / sample["image_path"]).is_file() and (db.parent / sample["adversarial_path"]).is_file()
+    assert main(["report", "--db", str(db), "-o", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "<h2>Attacks</h2>" in html and "latent broke through" in html
+
+
+def test_attack_cli_errors(uce, tmp_path, capsys):
+    _one_line_error(["attack", str(uce), "--attack", "embeding"], capsys, "did you mean 'embedding'")
+    _one_line_error(["attack", str(uce), "--attack", "latent", "--budget", "0"], capsys, "--budget: must be a positive")
+    _one_line_error(["attack", str(uce), "--attack", "latent", "--budget", "-3"], capsys, "--budget")
+    _one_line_error(["attack", str(tmp_path / "nope"), "--attack", "latent"], capsys, "run folder")
+    concept = tmp_path / "mine.json"
+    concept.write_text(json.dumps({"name": "my-skull", "target": ["skull"]}))
+    run = tmp_path / "user-run"
+    assert main(["erase", "--concept", str(concept), "--method", "negative_prompt", "--out", str(run)]) == 0
+    capsys.readouterr()
+    _one_line_error(["attack", str(run), "--attack", "embedding", "--db", str(tmp_path / "x.db")], capsys,
+                    "needs reference images")
+    assert not (tmp_path / "x.db").exists()
