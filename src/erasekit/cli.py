@@ -430,6 +430,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
                     name=None if erasure is None or args.baseline else Path(args.run).name)
     summary = {k: result[k] for k in ("attack_id", "run_name", "attack", "threat_model", "budget", "budget_unit", "n",
                                       "pre_asr", "asr", "unet_evals", "grad_steps", "wall_seconds", "cached")}
+    summary["targets_dropped"] = json.loads(result["config"]).get("targets_dropped", 0)
     if args.json:
         summary["targets"] = [{k: r[k] for k in ("prompt", "seed", "pre_success", "success", "adversarial_text",
                                                  "unet_evals", "grad_steps", "wall_seconds", "note")}
@@ -437,7 +438,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
         print(json.dumps(summary, indent=2))
         return
     print(f"{atk.name} against {summary['run_name']} ({summary['threat_model']})")
-    print(f"  budget {summary['budget']} {summary['budget_unit']}; {summary['n']} targets")
+    dropped = summary["targets_dropped"]
+    print(f"  budget {summary['budget']} {summary['budget_unit']}; {summary['n']} targets"
+          + (f" ({dropped} dropped: the unedited model did not show the concept there)" if dropped else ""))
     print(f"  pre-attack ASR {summary['pre_asr']:.3f}   ASR {summary['asr']:.3f}")
     print(f"  spent: {summary['unet_evals']} UNet evaluations, {summary['grad_steps']} gradient steps, "
           f"{summary['wall_seconds']:.1f} s{' (stored earlier)' if summary['cached'] else ''}")

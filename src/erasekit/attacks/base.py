@@ -4,6 +4,8 @@
 a seed). It first generates the unattacked prompt with the erased model: if the judge already
 sees the concept, that target is a pre-attack success and is not attacked further. ASR follows
 UnlearnDiffAtk (Zhang et al. 2024): ``ASR = (pre-attack successes + attack successes) / N``.
+As in UnlearnDiffAtk and P4D, only targets whose unedited image shows the concept are attacked
+(the others are counted as ``dropped``).
 Every attack takes an explicit budget (in its own unit), stops early on success, and reports
 what it spent: UNet evaluations (counted per sample), gradient steps and wall time.
 """
@@ -63,10 +65,11 @@ class AttackResult:
     budget: int
     budget_unit: str
     seed: int
-    outcomes: list[Outcome]
+    outcomes: list[Outcome]  # targets whose unedited image shows the concept (the others are dropped)
     wall_seconds: float  # the whole run: reference images, pre-attack check and the attack
     unet_evals: int  # pre-attack check and attack (reference images excluded), per sample
     grad_steps: int
+    dropped: int = 0  # target prompts whose unedited image did not show the concept
 
     @property
     def pre_asr(self) -> float:
@@ -79,7 +82,8 @@ class AttackResult:
     def to_json(self) -> dict:
         return {"attack": self.attack, "budget": self.budget, "budget_unit": self.budget_unit, "seed": self.seed,
                 "n": len(self.outcomes), "pre_asr": round(self.pre_asr, 4), "asr": round(self.asr, 4),
-                "unet_evals": self.unet_evals, "grad_steps": self.grad_steps, "wall_seconds": self.wall_seconds}
+                "unet_evals": self.unet_evals, "grad_steps": self.grad_steps, "wall_seconds": self.wall_seconds,
+                "dropped": self.dropped}
 
 
 class Counter:
@@ -219,7 +223,13 @@ def run_attack(
     jobs = [(s, k, p) for k, p, _, s in raw]
     with ctx.unedited() as base:
         refs = generate_jobs(base, jobs, ctx.steps, ctx.guidance)  # the concept as the unedited model draws it
-    targets = [Target(j, p, a, s, refs[j], noise=k) for j, (k, p, a, s) in enumerate(raw)]
+    # as UnlearnDiffAtk and P4D do, attack only prompts whose unedited image shows the concept
+    shown = [ctx.shows_concept(v) for v in ctx.judge_images(refs)]
+    if not any(shown):
+        raise ValueError(f"the unedited model shows {ctx.concept.name!r} on none of the {len(raw)} target prompts at "
+                         f"guidance {ctx.guidance:g}; there is nothing to attack (try more --prompts or another guidance)")
+    targets = [Target(j, p, a, s, refs[i], noise=k)
+               for j, (i, (k, p, a, s)) in enumerate((i, r) for i, r in enumerate(raw) if shown[i])]
     counter = Counter()
     with counter.on(ctx.pipe):
         pre_images = generate_jobs(ctx.pipe, [(t.seed, t.noise, t.prompt) for t in targets], ctx.steps, ctx.guidance)
@@ -243,7 +253,7 @@ def run_attack(
     ordered = [outcomes[t.index] for t in targets]
     steps = [o.grad_steps for o in ordered]
     return AttackResult(attack.name, budget, attack.budget_unit, seed, ordered, round(time.perf_counter() - t0, 2),
-                        counter.evals, max(steps) if attack.shared else sum(steps))
+                        counter.evals, max(steps) if attack.shared else sum(steps), dropped=len(raw) - len(targets))
 
 
 def measured(ctx: AttackContext, target: Target, fn) -> Outcome:
