@@ -349,24 +349,9 @@ def eval_json(result: dict) -> dict:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from erasekit.concepts import get_concept
     from erasekit.evaluation import DEFAULT_METRICS, EvalConfig, evaluate
 
-    if args.run is None and not args.baseline:
-        raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
-    erasure = None
-    if args.run is not None:
-        if not Path(args.run).is_dir():
-            raise UsageError(f"run folder {args.run} does not exist; pass a folder written by `erasekit erase`")
-        erasure = _load_erasure_dir(args.run)
-    if args.concept is not None:
-        concept = get_concept(args.concept)
-        if erasure is not None and concept.name != erasure.concept.name:
-            raise UsageError(f"--concept {args.concept} differs from the run's concept {erasure.concept.name!r}; drop --concept")
-    elif erasure is not None:
-        concept = erasure.concept
-    else:
-        raise UsageError("--baseline without a run folder needs --concept NAME (e.g. --concept skull)")
+    erasure, concept = _run_and_concept(args)
     metrics = args.metrics or DEFAULT_METRICS
     cfg = EvalConfig(n_prompts=args.prompts, seeds=tuple(args.seeds), steps=args.steps, guidance=args.guidance,
                      batch=args.batch)
@@ -384,10 +369,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"stored in {store.path}")
 
 
-def _load_erasure_dir(folder: str):
+def _run_and_concept(args: argparse.Namespace):
+    """The erasure named by ``RUN`` (or ``None``) and the concept to work on (``--concept`` or the run's)."""
+    from erasekit.concepts import get_concept
     from erasekit.erasure import Erasure
 
-    return Erasure.load(folder)
+    if args.run is None and not args.baseline:
+        raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
+    erasure = None
+    if args.run is not None:
+        if not Path(args.run).is_dir():
+            raise UsageError(f"run folder {args.run} does not exist; pass a folder written by `erasekit erase`")
+        erasure = Erasure.load(args.run)
+    if args.concept is not None:
+        concept = get_concept(args.concept)
+        if erasure is not None and concept.name != erasure.concept.name:
+            raise UsageError(f"--concept {args.concept} differs from the run's concept {erasure.concept.name!r}; drop --concept")
+        return erasure, concept
+    if erasure is None:
+        raise UsageError("--baseline without a run folder needs --concept NAME (e.g. --concept skull)")
+    return erasure, erasure.concept
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -405,20 +406,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_attack(args: argparse.Namespace) -> None:
     from erasekit.attacks import get_attack
-    from erasekit.concepts import get_concept
     from erasekit.redteam import attack
 
     atk = get_attack(args.attack)  # unknown -> ValueError with "did you mean"
-    if args.run is None and not args.baseline:
-        raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
-    erasure = None
-    if args.run is not None:
-        if not Path(args.run).is_dir():
-            raise UsageError(f"run folder {args.run} does not exist; pass a folder written by `erasekit erase`")
-        erasure = _load_erasure_dir(args.run)
-    concept = get_concept(args.concept) if args.concept else (erasure.concept if erasure else None)
-    if concept is None:
-        raise UsageError("--baseline without a run folder needs --concept NAME (e.g. --concept skull)")
+    erasure, concept = _run_and_concept(args)
     if concept.family is None:
         raise UsageError(f"attack {args.attack} needs reference images of the concept and the testbed judge, which "
                          f"the run's concept {concept.name!r} (a user concept) lacks; attack a built-in concept")
