@@ -496,6 +496,21 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", default=None, help="judge folder (default: the shipped judge)")
 
 
+def _run_args(p: argparse.ArgumentParser, verb: str) -> None:
+    """What to work on: ``RUN`` (an artifact folder), or ``--baseline`` (with ``--concept``)."""
+    p.add_argument("run", nargs="?", default=None, help="artifact folder written by `erasekit erase`")
+    p.add_argument("--baseline", action="store_true", help=f"{verb} the unedited model (on the run's concept)")
+    p.add_argument("--concept", default=None, help="concept for --baseline without a run folder")
+
+
+def _stored_args(p: argparse.ArgumentParser, force_help: str) -> None:
+    """The results database, re-running, JSON output and the sampling settings."""
+    p.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
+    p.add_argument("--force", action="store_true", help=force_help)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _sampling_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="erasekit", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: all cores)")
@@ -558,19 +573,14 @@ def build_parser() -> argparse.ArgumentParser:
     er.set_defaults(func=cmd_erase)
 
     ev2 = sub.add_parser("eval", help="evaluate an erasure run (or the unedited model) and store the results")
-    ev2.add_argument("run", nargs="?", default=None, help="artifact folder written by `erasekit erase`")
-    ev2.add_argument("--baseline", action="store_true", help="evaluate the unedited model (on the run's concept)")
-    ev2.add_argument("--concept", default=None, help="concept for --baseline without a run folder")
+    _run_args(ev2, "evaluate")
     ev2.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3], help="comma-separated seeds (default 0,1,2,3)")
     ev2.add_argument("--prompts", type=_positive, default=16, help="prompts per target split (default 16)")
     ev2.add_argument("--metrics", type=_metric_list, default=None,
                      help="comma-separated metrics (default efficacy,ira,cra,alignment,quality,cost)")
     ev2.add_argument("--batch", type=_positive, default=32,
                      help="images generated (and committed) per chunk (default 32; part of the run's identity)")
-    ev2.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
-    ev2.add_argument("--force", action="store_true", help="recompute even if this evaluation is stored")
-    ev2.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _sampling_args(ev2)
+    _stored_args(ev2, "recompute even if this evaluation is stored")
     ev2.set_defaults(func=cmd_eval)
 
     rp = sub.add_parser("report", help="build the HTML report from the results database")
@@ -579,18 +589,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     at = sub.add_parser("attack", help="attack an erasure run and store the attack success rate")
-    at.add_argument("run", nargs="?", default=None, help="artifact folder written by `erasekit erase`")
+    _run_args(at, "attack")
     at.add_argument("--attack", required=True, help="attack name (see `erasekit attacks`)")
     at.add_argument("--budget", type=_positive, default=None, help="the attack's budget in its unit (default: its own)")
     at.add_argument("--prompts", type=_positive, default=4, help="target prompts (default 4)")
     at.add_argument("--seeds", type=_seeds, default=[0], help="noise seeds per prompt (default 0)")
     at.add_argument("--seed", type=int, default=0, help="the attack's own random seed (default 0)")
-    at.add_argument("--baseline", action="store_true", help="attack the unedited model (the sanity check)")
-    at.add_argument("--concept", default=None, help="concept for --baseline without a run folder")
-    at.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
-    at.add_argument("--force", action="store_true", help="run again even if this attack is stored")
-    at.add_argument("--json", action="store_true", help="print the result as JSON")
-    _sampling_args(at)
+    _stored_args(at, "run again even if this attack is stored")
     at.set_defaults(func=cmd_attack)
 
     al = sub.add_parser("attacks", help="list the attacks with their threat models")

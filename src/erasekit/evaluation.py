@@ -9,7 +9,6 @@ settings give the same run id, so a finished evaluation is skipped unless ``forc
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import time
@@ -26,13 +25,14 @@ from tqdm.auto import tqdm
 from erasekit.concepts import Concept
 from erasekit.config import Config, check
 from erasekit.erasure import CONFIG_FILE, WEIGHTS_FILE, Erasure
+from erasekit.grid import save_png
 from erasekit.metrics.base import OTHER, Answers, EvalPrompt, get_metric
 from erasekit.pipelines import fingerprint
 from erasekit.store import Store
 from erasekit.testbed import data
 from erasekit.testbed.fidelity import generate_jobs
 from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from erasekit.testbed.weights_io import atomic_write_bytes, git_commit, package_versions
+from erasekit.testbed.weights_io import git_commit, package_versions
 
 DEFAULT_METRICS = ("efficacy", "ira", "cra", "alignment", "quality", "cost")
 
@@ -111,10 +111,9 @@ def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
             "params_changed": int(sum(t.numel() for t in erasure.tensors.values())), "folder": str(folder)}
 
 
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
+def content_id(key: dict[str, Any]) -> str:
+    """16 hex digits identifying ``key`` (a JSON-able description of a run's inputs)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _now() -> str:
@@ -143,7 +142,7 @@ def evaluate(
         info = {**erasure.to_json(), "digest": None, "params_changed": int(sum(t.numel() for t in erasure.tensors.values()))}
     key = {"base": base_fp, "concept": concept.to_dict(), "eval": cfg.to_dict(),
            "artifact": None if info is None else info.get("digest") or info["config"]}
-    run_id = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    run_id = content_id(key)
     image_dir = store.image_root / run_id
     if force:
         store.delete_run(run_id)
@@ -181,7 +180,7 @@ def evaluate(
                 rows = []
                 for (s, i, p), img, verdict in zip(chunk, imgs, verdicts):
                     rel = f"{store.image_root.name}/{run_id}/s{s}_p{i:04d}.png"
-                    atomic_write_bytes(store.path.parent / rel, _png(img))
+                    save_png(Image.fromarray(img), store.path.parent / rel)
                     rows.append({"prompt_index": i, "seed": s, "prompt": p.text, "split": p.split,
                                  "attributes": p.attributes, "image_path": rel, "verdict": verdict})
                 store.add_samples(run_id, [r for r in rows if (r["prompt_index"], r["seed"]) not in done])

@@ -8,20 +8,22 @@ judge's verdict are kept beside the database.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from erasekit.attacks import AttackContext, get_attack, run_attack
 from erasekit.concepts import Concept
 from erasekit.erasure import Erasure
-from erasekit.evaluation import _png, artifact_info
+from erasekit.evaluation import artifact_info, content_id
+from erasekit.grid import save_png
 from erasekit.pipelines import fingerprint
 from erasekit.store import Store
 from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from erasekit.testbed.weights_io import atomic_write_bytes, git_commit, package_versions, save_tensors
+from erasekit.testbed.weights_io import git_commit, package_versions, save_tensors
 
 
 def attack(
@@ -53,7 +55,7 @@ def attack(
                 "steps": steps, "guidance": guidance}
     key = {"base": base_fp, "concept": concept.to_dict(), "artifact": None if info is None else info["digest"],
            "method": None if erasure is None else erasure.method, **settings}
-    attack_id = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    attack_id = content_id(key)
     stored = store.attack_run(attack_id)
     if stored is not None and not force:
         return {**stored, "samples": store.attack_samples(attack_id), "cached": True}
@@ -70,7 +72,7 @@ def attack(
     rows = []
     for o in result.outcomes:
         img_rel = f"{folder}/t{o.index:03d}.png"
-        atomic_write_bytes(store.path.parent / img_rel, _png(o.image))
+        save_png(Image.fromarray(o.image), store.path.parent / img_rel)
         adv_rel = None
         if o.adversarial:
             adv_rel = f"{folder}/t{o.index:03d}.safetensors"

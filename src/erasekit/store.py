@@ -140,16 +140,18 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
 
-    # -- runs ------------------------------------------------------------------------------------
-    def run(self, run_id: str) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cur.fetchone()
-        return None if row is None else dict(zip([c[0] for c in cur.description], row))
-
-    def runs(self) -> list[dict[str, Any]]:
-        cur = self.conn.execute("SELECT * FROM runs ORDER BY created_at, run_id")
+    def _rows(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    # -- runs ------------------------------------------------------------------------------------
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM runs ORDER BY created_at, run_id")
 
     def add_run(self, row: dict[str, Any]) -> None:
         cols = ", ".join(row)
@@ -229,14 +231,11 @@ class Store:
 
     # -- attacks ---------------------------------------------------------------------------------
     def attack_run(self, attack_id: str) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM attack_runs WHERE attack_id = ?", (attack_id,))
-        row = cur.fetchone()
-        return None if row is None else dict(zip([c[0] for c in cur.description], row))
+        rows = self._rows("SELECT * FROM attack_runs WHERE attack_id = ?", (attack_id,))
+        return rows[0] if rows else None
 
     def attack_runs(self) -> list[dict[str, Any]]:
-        cur = self.conn.execute("SELECT * FROM attack_runs ORDER BY created_at, attack_id")
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return self._rows("SELECT * FROM attack_runs ORDER BY created_at, attack_id")
 
     def add_attack(self, row: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         """Store one attack run and its per-target rows in one transaction (replacing an old copy)."""
@@ -250,9 +249,7 @@ class Store:
                           tuple(r.values()))
 
     def attack_samples(self, attack_id: str) -> list[dict[str, Any]]:
-        cur = self.conn.execute("SELECT * FROM attack_samples WHERE attack_id = ? ORDER BY target_index", (attack_id,))
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return self._rows("SELECT * FROM attack_samples WHERE attack_id = ? ORDER BY target_index", (attack_id,))
 
     def count(self, table: str, run_id: str | None = None) -> int:
         if table in ("attack_runs", "attack_samples"):

@@ -40,17 +40,17 @@ def sample_composed(ctx: AttackContext, prompts: list[str], weights: list[float]
     return np.round((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)[0]
 
 
-def compositions(ctx: AttackContext, target: Target, rng: np.random.Generator) -> list[tuple[list[str], list[float], float]]:
+def compositions(ctx: AttackContext, target: Target) -> list[tuple[list[str], list[float], float]]:
     """Candidate ``(prompts, weights, scale)``, positive weights summing to 1 (so ``scale`` is the
     total guidance), most promising first."""
     family, value = ctx.concept.family, ctx.concept.name
     assert family is not None
     g = ctx.guidance
     phrases = paraphrases(family, value)
-    alt = [attributes_prompt(target.attributes, family, ph, rng) for ph in phrases]
+    alt = [attributes_prompt(target.attributes, family, ph) for ph in phrases]
     others = [v for v in data.FAMILIES[family] if v != value]
-    neighbours = [attributes_prompt(target.attributes, family, PH[family][o]["train"][0], rng) for o in others]
-    bare = [PH[family][value]["train"][0], *PH[family][value]["heldout"][:2]]
+    neighbours = [attributes_prompt(target.attributes, family, data.PHRASES[family][o]["train"][0]) for o in others]
+    bare = [data.PHRASES[family][value]["train"][0], *data.PHRASES[family][value]["heldout"][:2]]
     k = len(neighbours)
     out: list[tuple[list[str], list[float], float]] = [
         ([target.prompt, *neighbours], [1.0] + [-0.5 / k] * k, g),            # the target minus its neighbours
@@ -64,9 +64,6 @@ def compositions(ctx: AttackContext, target: Target, rng: np.random.Generator) -
     return out
 
 
-PH = {"shape": data.SHAPE_PHRASES, "colour": data.COLOUR_PHRASES, "background": data.BACKGROUND_PHRASES}
-
-
 @ATTACKS.register("arithmetic")
 class ConceptArithmetic(Attack):
     """Concept arithmetic: compose noise predictions of several prompts in one sampling run."""
@@ -77,8 +74,7 @@ class ConceptArithmetic(Attack):
     default_budget = 8
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
-        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
-        cands = compositions(ctx, target, rng)
+        cands = compositions(ctx, target)
 
         def run(counter) -> Outcome:
             img, verdict, desc = None, None, ""
@@ -91,4 +87,4 @@ class ConceptArithmetic(Attack):
                                    note=f"composition {k + 1}")
             return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, desc)
 
-        return measured(ctx, target, run)
+        return measured(ctx, run)

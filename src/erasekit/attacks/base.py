@@ -13,7 +13,7 @@ what it spent: UNet evaluations (counted per sample), gradient steps and wall ti
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -256,7 +256,7 @@ def run_attack(
                         counter.evals, max(steps) if attack.shared else sum(steps), dropped=len(raw) - len(targets))
 
 
-def measured(ctx: AttackContext, target: Target, fn) -> Outcome:
+def measured(ctx: AttackContext, fn) -> Outcome:
     """Run ``fn(counter) -> Outcome`` with UNet evaluations counted and wall time measured."""
     counter = Counter()
     t0 = time.perf_counter()
@@ -267,17 +267,10 @@ def measured(ctx: AttackContext, target: Target, fn) -> Outcome:
     return out
 
 
-def attributes_prompt(attributes: dict[str, str], family: str, phrase: str, rng: np.random.Generator) -> str:
+def attributes_prompt(attributes: dict[str, str], family: str, phrase: str) -> str:
     """A caption of ``attributes`` whose ``family`` word is ``phrase`` (other words: training phrasings)."""
-    words = {
-        "shape": data.SHAPE_PHRASES[attributes["shape"]]["train"][0],
-        "colour": data.COLOUR_PHRASES[attributes["colour"]]["train"][0],
-        "background": data.BACKGROUND_PHRASES[attributes["background"]]["train"][0],
-    }
-    words[family] = phrase
-    art = "an" if words["colour"][0] in "aeiou" else "a"
-    return f"{art} {words['colour']} {words['shape']} {words['background']}"
+    return data.canonical_caption(data.Attributes(**attributes), {family: phrase})
 
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Outcome", "Target", "attack_names", "get_attack",
-           "run_attack", "measured", "nullcontext"]
+           "run_attack", "measured"]

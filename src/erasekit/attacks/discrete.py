@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
-from erasekit.attacks.embedding import frozen_unet, to_x0
+from erasekit.attacks.embedding import frozen, to_x0
 from erasekit.losses import denoising_loss
 from erasekit.pipelines import max_length
 
@@ -51,36 +51,30 @@ class DiscreteAttack(Attack):
             x0 = to_x0(target.reference)
             logits = (0.01 * torch.randn(self.tokens, vocab, generator=gen)).requires_grad_(True)
             opt = torch.optim.Adam([logits], lr=self.lr)
-            text_encoder_req = [p.requires_grad for p in pipe.text_encoder.parameters()]
-            pipe.text_encoder.requires_grad_(False)
             last, checked = None, None
-            try:
-                with frozen_unet(pipe):
-                    for step in range(budget):
-                        masked = logits.masked_fill(ban, -1e9)
-                        soft = masked.softmax(-1)
-                        hard = torch.nn.functional.one_hot(soft.argmax(-1), vocab).float()
-                        prefix = (hard + soft - soft.detach()) @ words
-                        loss = denoising_loss(pipe.unet, pipe.scheduler, x0, embed_with_prefix(pipe, prefix, target.prompt), gen)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        if (step + 1) % self.check_every == 0 or step + 1 == budget:
-                            ids = logits.detach().masked_fill(ban, -1e9).argmax(-1).tolist()
-                            if ids == checked and step + 1 < budget:
-                                continue
-                            checked = ids
-                            text = f"{pipe.tokenizer.decode(ids)} {target.prompt}"
-                            img = ctx.generate(text, target.seed, target.noise)
-                            verdict = ctx.judge_images(img[None])[0]
-                            last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict),
-                                           img, verdict, text, grad_steps=step + 1, note=f"step {step + 1}")
-                            if last.success:
-                                return last
-            finally:
-                for p, r in zip(pipe.text_encoder.parameters(), text_encoder_req):
-                    p.requires_grad_(r)
+            with frozen(pipe.unet, pipe.text_encoder):
+                for step in range(budget):
+                    masked = logits.masked_fill(ban, -1e9)
+                    soft = masked.softmax(-1)
+                    hard = torch.nn.functional.one_hot(soft.argmax(-1), vocab).float()
+                    prefix = (hard + soft - soft.detach()) @ words
+                    loss = denoising_loss(pipe.unet, pipe.scheduler, x0, embed_with_prefix(pipe, prefix, target.prompt), gen)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if (step + 1) % self.check_every == 0 or step + 1 == budget:
+                        ids = logits.detach().masked_fill(ban, -1e9).argmax(-1).tolist()
+                        if ids == checked and step + 1 < budget:
+                            continue
+                        checked = ids
+                        text = f"{pipe.tokenizer.decode(ids)} {target.prompt}"
+                        img = ctx.generate(text, target.seed, target.noise)
+                        verdict = ctx.judge_images(img[None])[0]
+                        last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict),
+                                       img, verdict, text, grad_steps=step + 1, note=f"step {step + 1}")
+                        if last.success:
+                            return last
             assert last is not None
             return last
 
-        return measured(ctx, target, run)
+        return measured(ctx, run)

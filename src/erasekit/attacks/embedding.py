@@ -27,18 +27,18 @@ def to_x0(image: np.ndarray) -> torch.Tensor:
 
 
 @contextmanager
-def frozen_unet(pipe) -> Iterator[None]:
-    """UNet weights frozen (no gradients) and in eval mode; restored afterwards."""
-    unet = pipe.unet
-    req = {n: p.requires_grad for n, p in unet.named_parameters()}
-    was = unet.training
-    unet.requires_grad_(False).eval()
+def frozen(*modules: torch.nn.Module) -> Iterator[None]:
+    """The modules' weights frozen (no gradients) and in eval mode; restored afterwards."""
+    saved = [([p.requires_grad for p in m.parameters()], m.training) for m in modules]
+    for m in modules:
+        m.requires_grad_(False).eval()
     try:
         yield
     finally:
-        for n, p in unet.named_parameters():
-            p.requires_grad_(req[n])
-        unet.train(was)
+        for m, (req, was) in zip(modules, saved):
+            for p, r in zip(m.parameters(), req):
+                p.requires_grad_(r)
+            m.train(was)
 
 
 def closed_form_adversary(ctx: AttackContext, states: torch.Tensor, reg: float = 1e-3) -> torch.Tensor | None:
@@ -88,7 +88,7 @@ class EmbeddingAttack(Attack):
             param = states0.clone().requires_grad_(True)
             opt = torch.optim.Adam([param], lr=self.lr)
             last = None
-            with frozen_unet(pipe):
+            with frozen(pipe.unet):
                 for step in range(budget):
                     loss = denoising_loss(pipe.unet, pipe.scheduler, x0, param, gen)
                     opt.zero_grad(set_to_none=True)
@@ -101,4 +101,4 @@ class EmbeddingAttack(Attack):
             assert last is not None
             return last
 
-        return measured(ctx, target, run)
+        return measured(ctx, run)

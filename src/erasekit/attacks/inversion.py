@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target, attributes_prompt
-from erasekit.attacks.embedding import frozen_unet, to_x0
+from erasekit.attacks.embedding import frozen, to_x0
 from erasekit.losses import denoising_loss
 from erasekit.pipelines import max_length
 
@@ -48,8 +47,7 @@ class ConceptInversion(Attack):
         pipe = ctx.pipe
         family = ctx.concept.family
         assert family is not None
-        rng = np.random.default_rng(0)
-        prompts = [attributes_prompt(t.attributes, family, PLACEHOLDER, rng) for t in targets]
+        prompts = [attributes_prompt(t.attributes, family, PLACEHOLDER) for t in targets]
         x0 = torch.cat([to_x0(t.reference) for t in targets])
         place = pipe.tokenizer.convert_tokens_to_ids(PLACEHOLDER)
         token = pipe.text_encoder.get_input_embeddings().weight[place].detach().clone().requires_grad_(True)
@@ -58,33 +56,27 @@ class ConceptInversion(Attack):
         t0 = time.perf_counter()
         done: dict[int, Outcome] = {}
         last: dict[int, Outcome] = {}
-        req = [p.requires_grad for p in pipe.text_encoder.parameters()]
-        pipe.text_encoder.requires_grad_(False)
-        try:
-            with frozen_unet(pipe), counter.on(pipe):
-                for step in tqdm(range(budget), desc=self.name, disable=not progress):
-                    loss = denoising_loss(pipe.unet, pipe.scheduler, x0, states_with_token(pipe, prompts, token), gen)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    if (step + 1) % self.check_every and step + 1 < budget:
-                        continue
-                    with torch.no_grad():
-                        for t, prompt in zip(targets, prompts):
-                            if t.index in done:
-                                continue
-                            img = ctx.generate_embeds(states_with_token(pipe, [prompt], token), t.seed, t.noise)
-                            verdict = ctx.judge_images(img[None])[0]
-                            out = Outcome(t.index, t.prompt, t.seed, False, ctx.shows_concept(verdict), img, verdict,
-                                          prompt.replace(PLACEHOLDER, "<learned token>"),
-                                          adversarial={"token_embedding": token.detach().clone()},
-                                          grad_steps=step + 1, note=f"step {step + 1}")
-                            out.unet_evals = counter.evals
-                            out.wall_seconds = round(time.perf_counter() - t0, 3)
-                            (done if out.success else last)[t.index] = out
-                    if len(done) == len(targets):
-                        break
-        finally:
-            for p, r in zip(pipe.text_encoder.parameters(), req):
-                p.requires_grad_(r)
+        with frozen(pipe.unet, pipe.text_encoder), counter.on(pipe):
+            for step in tqdm(range(budget), desc=self.name, disable=not progress):
+                loss = denoising_loss(pipe.unet, pipe.scheduler, x0, states_with_token(pipe, prompts, token), gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if (step + 1) % self.check_every and step + 1 < budget:
+                    continue
+                with torch.no_grad():
+                    for t, prompt in zip(targets, prompts):
+                        if t.index in done:
+                            continue
+                        img = ctx.generate_embeds(states_with_token(pipe, [prompt], token), t.seed, t.noise)
+                        verdict = ctx.judge_images(img[None])[0]
+                        out = Outcome(t.index, t.prompt, t.seed, False, ctx.shows_concept(verdict), img, verdict,
+                                      prompt.replace(PLACEHOLDER, "<learned token>"),
+                                      adversarial={"token_embedding": token.detach().clone()},
+                                      grad_steps=step + 1, note=f"step {step + 1}")
+                        out.unet_evals = counter.evals
+                        out.wall_seconds = round(time.perf_counter() - t0, 3)
+                        (done if out.success else last)[t.index] = out
+                if len(done) == len(targets):
+                    break
         return {**last, **done}

@@ -81,4 +81,4 @@ class LatentInversion(Attack):
             assert last is not None
             return last
 
-        return measured(ctx, target, run)
+        return measured(ctx, run)

@@ -3,18 +3,14 @@ synonyms of the concept, across seeds (the A0 rung of the attack ladder; HUB, MA
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, attributes_prompt, measured
 from erasekit.testbed import data
 
-PHRASES = {"shape": data.SHAPE_PHRASES, "colour": data.COLOUR_PHRASES, "background": data.BACKGROUND_PHRASES}
-
-
 def paraphrases(family: str, value: str) -> list[str]:
     """Held-out phrases first (never seen in training), then the training synonyms."""
-    table = PHRASES[family][value]
+    table = data.PHRASES[family][value]
     return list(table["heldout"]) + list(table["train"])
 
 
@@ -30,9 +26,8 @@ class Paraphrase(Attack):
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         family = ctx.concept.family
         assert family is not None
-        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
         phrases = paraphrases(family, ctx.concept.name)
-        tries = [(attributes_prompt(target.attributes, family, ph, rng), s) for s in range(4) for ph in phrases]
+        tries = [(attributes_prompt(target.attributes, family, ph), s) for s in range(4) for ph in phrases]
 
         def run(counter) -> Outcome:
             img, verdict, text = None, None, ""
@@ -44,4 +39,4 @@ class Paraphrase(Attack):
                                    note=f"try {k + 1}")
             return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, text)
 
-        return measured(ctx, target, run)
+        return measured(ctx, run)

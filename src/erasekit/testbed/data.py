@@ -89,6 +89,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "heldout": ("a drawing showing {obj} {bg}", "this image contains {obj} {bg}"),
 }
 
+#: Each family's phrase table (value -> {"train": [...], "heldout": [...]}).
+PHRASES: dict[str, dict[str, dict[str, list[str]]]] = {
+    "shape": SHAPE_PHRASES, "colour": COLOUR_PHRASES, "background": BACKGROUND_PHRASES,
+}
+
 #: Shape+colour pairs never drawn for training (a Latin-square diagonal: each shape and each
 #: colour appears exactly once).
 HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
@@ -175,11 +180,14 @@ def caption(
     return str(template).format(obj=obj, bg=bg)
 
 
-def canonical_caption(attrs: Attributes) -> str:
-    """The plain caption ``"a red circle on a striped background"`` (a training phrasing)."""
-    colour = COLOUR_PHRASES[attrs.colour]["train"][0]
-    shape = SHAPE_PHRASES[attrs.shape]["train"][0]
-    bg = BACKGROUND_PHRASES[attrs.background]["train"][0]
+def canonical_caption(attrs: Attributes, words: dict[str, str] | None = None) -> str:
+    """The plain caption ``"a red circle on a striped background"`` (a training phrasing).
+
+    ``words`` replaces a family's phrase, e.g. ``{"shape": "pirate emblem"}``."""
+    words = words or {}
+    colour = words.get("colour", COLOUR_PHRASES[attrs.colour]["train"][0])
+    shape = words.get("shape", SHAPE_PHRASES[attrs.shape]["train"][0])
+    bg = words.get("background", BACKGROUND_PHRASES[attrs.background]["train"][0])
     return f"{_article(colour)} {colour} {shape} {bg}"
 
 
