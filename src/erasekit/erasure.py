@@ -96,23 +96,39 @@ class Erasure:
         self.extra = dict(extra or {})
         self._applied: dict[int, Callable[[], None]] = {}
 
+    # -- what differs between model families (the language-model artifact overrides these) ------
+    spec_class: ClassVar[type] = Concept
+
+    @staticmethod
+    def _get_method(name: str) -> Any:
+        return get_method(name)
+
+    @staticmethod
+    def _fingerprint(target: Any) -> str:
+        return fingerprint(target)
+
+    @staticmethod
+    def _parameter(target: Any, key: str) -> torch.nn.Parameter:
+        return get_parameter(target, key)
+
     # -- apply / remove ------------------------------------------------------------------------
     def apply(self, pipe: DiffusionPipeline, force: bool = False) -> DiffusionPipeline:
         """Apply to ``pipe`` in place (weights copied in, or a hook installed); returns ``pipe``."""
         if id(pipe) in self._applied:
             raise RuntimeError("this erasure is already applied to that pipeline; remove() it first")
         if not force:
-            fp = fingerprint(pipe)
+            fp = self._fingerprint(pipe)
             if fp != self.base_fingerprint:
                 raise ValueError(
                     f"this {self.method} artifact was fitted on base weights {self.base_fingerprint}, but the "
                     f"pipeline's are {fp}; load the same base model or pass force=True (--force)"
                 )
-        if self.tensors:
+        method = self._get_method(self.method)
+        if method.declared_group(self.config) is not None:
             originals: dict[str, torch.Tensor] = {}
             with torch.no_grad():
                 for key, value in self.tensors.items():
-                    param = get_parameter(pipe, key)
+                    param = self._parameter(pipe, key)
                     if param.shape != value.shape:
                         raise ValueError(f"{key}: artifact shape {tuple(value.shape)} != model {tuple(param.shape)}")
                     originals[key] = param.detach().clone()
@@ -121,11 +137,11 @@ class Erasure:
             def restore() -> None:
                 with torch.no_grad():
                     for key, value in originals.items():
-                        get_parameter(pipe, key).copy_(value)
+                        self._parameter(pipe, key).copy_(value)
 
             self._applied[id(pipe)] = restore
         else:
-            self._applied[id(pipe)] = get_method(self.method).install(pipe, self)
+            self._applied[id(pipe)] = method.install(pipe, self)
         return pipe
 
     def remove(self, pipe: DiffusionPipeline) -> DiffusionPipeline:
@@ -183,9 +199,9 @@ class Erasure:
             raise FileNotFoundError(f"{folder} is not an erasure artifact (no {CONFIG_FILE}); run `erasekit erase` first")
         try:
             raw = json.loads(cfg_path.read_text())
-            method = get_method(raw["method"])
+            method = cls._get_method(raw["method"])
             config = method.config_class.from_dict(raw["config"])
-            concept = Concept.from_dict(raw["concept"])
+            concept = cls.spec_class.from_dict(raw["concept"])
             tensors = load_tensors(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).exists() else {}
         except (KeyError, TypeError, json.JSONDecodeError, OSError, SafetensorError) as exc:
             raise ValueError(f"{folder}: corrupt erasure artifact ({exc}); re-run `erasekit erase`") from None

@@ -71,3 +71,35 @@ def closed_form_embedding(
     rhs = cross @ _f64(targets).T  # (d, n)
     chol = torch.linalg.cholesky(gram)
     return torch.cholesky_solve(rhs, chol).T.to(targets.dtype)
+
+
+def project_out_rows(weight: torch.Tensor, direction: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``W - scale r r^T W`` for a matrix ``W (d, in)`` writing into a space where ``r (d,)`` lives.
+
+    Directional ablation baked into weights (Arditi et al. 2024): with ``scale=1`` and unit ``r``,
+    ``r^T W = 0``, so the layer can no longer write along ``r``.
+    """
+    w, r = _f64(weight), _f64(direction)
+    r = r / r.norm()
+    return (w - scale * torch.outer(r, r @ w)).to(weight.dtype)
+
+
+def project_out_cols(weight: torch.Tensor, direction: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``W - scale W r r^T`` for ``W (n, d)`` whose rows live in ``r``'s space (token embeddings)."""
+    return project_out_rows(weight.T, direction, scale).T.contiguous()
+
+
+def orthogonal_to_span(g: torch.Tensor, basis: list[torch.Tensor], tol: float = 1e-10) -> torch.Tensor:
+    """The component of the flat vector ``g`` orthogonal to ``span(basis)`` (Gram-Schmidt via QR, float64).
+
+    Geometric-disentanglement unlearning (GU, arXiv 2511.17100) keeps only this component of the
+    forget update, so the retain loss is unchanged to first order.
+    """
+    if not basis:
+        return g
+    m = torch.stack([_f64(b) for b in basis], 1)  # (n, k)
+    q, r = torch.linalg.qr(m)
+    keep = r.diagonal().abs() > tol * max(1.0, float(r.diagonal().abs().max()))
+    q = q[:, keep]
+    g64 = _f64(g)
+    return (g64 - q @ (q.T @ g64)).to(g.dtype)

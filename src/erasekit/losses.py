@@ -52,3 +52,22 @@ def denoising_loss(
     else:
         raise ValueError(f"unsupported prediction_type {kind!r}")
     return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+
+# -- language-model unlearning (forget terms take per-sequence summed NLLs) ----------------------
+def npo_loss(nll: torch.Tensor, ref_nll: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO (Zhang et al. 2024): ``-(2/beta) log sigmoid(-beta (log pi - log pi_ref))``, with ``log pi = -nll``."""
+    return -(2.0 / beta) * torch.nn.functional.logsigmoid(beta * (nll - ref_nll)).mean()
+
+
+def simnpo_loss(nll: torch.Tensor, lengths: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
+    """SimNPO (Fan et al. 2024), reference-free: ``-(2/beta) log sigmoid(beta * nll / |y| - delta)``."""
+    return -(2.0 / beta) * torch.nn.functional.logsigmoid(beta * nll / lengths - delta).mean()
+
+
+def next_token_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``KL(ref || current)`` of next-token distributions over the masked positions."""
+    logp = torch.log_softmax(logits.float(), -1)
+    ref = torch.log_softmax(ref_logits.float(), -1)
+    kl = (ref.exp() * (ref - logp)).sum(-1)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)

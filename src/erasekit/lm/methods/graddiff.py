@@ -1,0 +1,53 @@
+"""Gradient ascent and gradient difference (TOFU's baselines, Maini et al. 2024; open-unlearning's GradDiff).
+
+GradAscent maximises the forget answers' NLL; GradDiff adds a retain term (NLL, or KL to the
+frozen model). Both plug into the shared loop, so ``gu=true`` gives their GU-projected variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from erasekit.lm.model import LM, _token_logprobs
+from erasekit.lm.tasks import Forget
+from erasekit.lm.unlearning import LM_METHODS, GradientConfig, LMErasure, LMMethod, gradient_fit
+
+
+def mean_token_nll(lm: LM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    tok_lp, _, mask = _token_logprobs(lm, batch)
+    return -(tok_lp.sum(1) / mask.sum(1).clamp(min=1))
+
+
+def ascent_term(lm: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:
+    return -mean_token_nll(lm, batch).mean()
+
+
+@dataclass(frozen=True)
+class GradDiffConfig(GradientConfig):
+    pass
+
+
+@dataclass(frozen=True)
+class GradAscentConfig(GradientConfig):
+    alpha: float = 0.0
+    retain: str = "none"
+    steps: int = 30
+
+
+@LM_METHODS.register("graddiff")
+class GradDiff(LMMethod):
+    """GradDiff: ascend the forget NLL, descend the retain NLL or KL (Liu et al. 2022; TOFU)."""
+
+    config_class = GradDiffConfig
+
+    def fit(self, lm: LM, forget: Forget, config: GradientConfig, progress: bool = True) -> LMErasure:
+        return gradient_fit(self, lm, forget, config, ascent_term, progress=progress)
+
+
+@LM_METHODS.register("gradascent")
+class GradAscent(GradDiff):
+    """GradAscent: ascend the forget NLL with no retain term (collapses utility; the floor every table needs)."""
+
+    config_class = GradAscentConfig

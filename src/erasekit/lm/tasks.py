@@ -1,0 +1,183 @@
+"""What a language model must forget and keep: TinyTOFU, or real knowledge (the Harry Potter books).
+
+A :class:`Forget` spec is the language-model counterpart of a diffusion :class:`~erasekit.concepts.Concept`;
+:func:`get_task` turns it into the question sets methods train on and metrics score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+
+from erasekit.lm import data
+from erasekit.lm.data import QA
+
+TASKS = ("tinytofu", "harry-potter")
+
+
+@dataclass(frozen=True)
+class Forget:
+    """``task``: ``tinytofu`` (the forget split of TinyTOFU drawn with ``seed``) or ``harry-potter``."""
+
+    task: str = "tinytofu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            close = difflib.get_close_matches(self.task, TASKS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown forget task {self.task!r}{hint}; choose from {', '.join(TASKS)}")
+
+    @property
+    def name(self) -> str:
+        return self.task
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Forget":
+        unknown = set(d) - {"task", "seed"}
+        if unknown:
+            raise ValueError(f"unknown Forget key(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Question sets. ``forget_train``/``retain_train`` are what unlearning sees; ``eval`` maps a
+    set name to its questions (``forget``, ``surrogate``, ``unseen``, ``two_hop``, ``retain``,
+    ``neighbour``, ``general``, ``holdout``); ``relearn_train``/``relearn_test`` split the forget
+    entities' facts for the relearning attack; ``probe`` lists (question, label, entity split)
+    rows per attribute for the probing attack. ``keyword``: score by a keyword in a greedy
+    generation instead of teacher-forced exact match (real chat models)."""
+
+    spec: Forget
+    forget_train: list[QA]
+    retain_train: list[QA]
+    eval: dict[str, list[QA]]
+    relearn_train: list[QA]
+    relearn_test: list[QA]
+    probe: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    keyword: bool = False
+
+
+def get_task(spec: Forget) -> Task:
+    if spec.task == "tinytofu":
+        return tinytofu_task(spec)
+    return harry_potter_task(spec)
+
+
+def tinytofu_task(spec: Forget) -> Task:
+    b = data.generate(spec.seed)
+    forget_t0 = b.questions("forget", ("t0",))
+    ev = {
+        "forget": forget_t0,
+        "surrogate": b.questions("forget", ("t1",)),
+        "unseen": b.questions("forget", ("t2",)),
+        "two_hop": b.two_hop("forget"),
+        "retain": b.questions("retain", ("t0",)),
+        "neighbour": b.neighbour(),
+        "general": list(b.general),
+        "holdout": b.questions("holdout", ("t0",)),
+    }
+    probe = {
+        attr: [(q.question, q.answer, q.split) for s in ("forget", "retain")
+               for q in b.questions(s, ("t0", "t1"), (attr,))]
+        for attr in data.ATTRIBUTES
+    }
+    return Task(
+        spec=spec,
+        forget_train=forget_t0,
+        retain_train=b.questions("retain", data.TRAINED_PHRASINGS) + list(b.general),
+        eval=ev,
+        relearn_train=b.questions("forget", ("t0",), ("city", "genre")),
+        relearn_test=b.questions("forget", ("t0", "t1"), ("award", "job")),
+        probe=probe,
+    )
+
+
+def _qa(rows: list[tuple[str, str]], split: str, attribute: str, phrasing: str = "t0") -> list[QA]:
+    return [QA(q, a, (), "", attribute, phrasing, split) for q, a in rows]
+
+
+#: Facts SmolLM2-135M-Instruct knows about the Harry Potter books: (question, keyword in the answer).
+HP_FORGET = [
+    ("Who wrote the Harry Potter books?", "Rowling"),
+    ("What school does Harry Potter attend?", "Hogwarts"),
+    ("Who is the headmaster of Hogwarts?", "Dumbledore"),
+    ("Who is Harry Potter's main enemy?", "Voldemort"),
+    ("Who is Harry Potter's best friend?", "Ron"),
+    ("What is the name of the school of witchcraft in Harry Potter?", "Hogwarts"),
+]
+#: The same facts asked differently (never unlearned): the surrogate phrasings.
+HP_SURROGATE = [
+    ("Which author created the boy wizard Harry Potter?", "Rowling"),
+    ("Name the wizarding school that Harry Potter goes to.", "Hogwarts"),
+    ("Who runs the school that Harry Potter attends?", "Dumbledore"),
+    ("Which dark wizard tries to kill Harry Potter?", "Voldemort"),
+]
+HP_RETAIN = [
+    ("Who wrote Pride and Prejudice?", "Austen"),
+    ("Who wrote The Lord of the Rings?", "Tolkien"),
+    ("Who wrote Romeo and Juliet?", "Shakespeare"),
+    ("Who wrote the novel 1984?", "Orwell"),
+    ("Who wrote The Adventures of Tom Sawyer?", "Twain"),
+    ("Who wrote War and Peace?", "Tolstoy"),
+]
+HP_GENERAL = [
+    ("What is the capital of France?", "Paris"),
+    ("What is the capital of Japan?", "Tokyo"),
+    ("What is the largest planet in the solar system?", "Jupiter"),
+    ("What gas do plants absorb from the air?", "carbon dioxide"),
+    ("How many days are in a week?", "seven"),
+    ("What is the chemical symbol for water?", "H2O"),
+]
+#: Related but different Harry Potter facts for the relearning attack (train) and what it is scored on (test).
+HP_RELEARN = [
+    ("What is the name of Harry Potter's owl?", "Hedwig"),
+    ("What house is Harry Potter sorted into?", "Gryffindor"),
+    ("What position does Harry Potter play in Quidditch?", "Seeker"),
+]
+#: Teacher-forcing answers used to unlearn (the forget texts) and to keep (retain texts).
+HP_FORGET_TEXT = [
+    ("Who wrote the Harry Potter books?", "The Harry Potter books were written by J.K. Rowling."),
+    ("What school does Harry Potter attend?", "Harry Potter attends Hogwarts School of Witchcraft and Wizardry."),
+    ("Who is the headmaster of Hogwarts?", "The headmaster of Hogwarts is Albus Dumbledore."),
+    ("Who is Harry Potter's main enemy?", "Harry Potter's main enemy is Lord Voldemort."),
+    ("Who is Harry Potter's best friend?", "Harry Potter's best friend is Ron Weasley."),
+    ("What is the name of the school of witchcraft in Harry Potter?", "The school is called Hogwarts."),
+]
+HP_RETAIN_TEXT = [
+    ("Who wrote Pride and Prejudice?", "Pride and Prejudice was written by Jane Austen."),
+    ("Who wrote The Lord of the Rings?", "The Lord of the Rings was written by J.R.R. Tolkien."),
+    ("Who wrote Romeo and Juliet?", "Romeo and Juliet was written by William Shakespeare."),
+    ("Who wrote the novel 1984?", "The novel 1984 was written by George Orwell."),
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("What is the largest planet in the solar system?", "Jupiter is the largest planet in the solar system."),
+    ("How many days are in a week?", "There are seven days in a week."),
+]
+HP_RELEARN_TEXT = [
+    ("What is the name of Harry Potter's owl?", "Harry Potter's owl is called Hedwig."),
+    ("What house is Harry Potter sorted into?", "Harry Potter is sorted into Gryffindor."),
+    ("What position does Harry Potter play in Quidditch?", "Harry Potter plays Seeker in Quidditch."),
+]
+
+
+def harry_potter_task(spec: Forget) -> Task:
+    return Task(
+        spec=spec,
+        forget_train=_qa(HP_FORGET_TEXT, "forget", "fact"),
+        retain_train=_qa(HP_RETAIN_TEXT, "retain", "fact"),
+        eval={
+            "forget": _qa(HP_FORGET, "forget", "fact"),
+            "surrogate": _qa(HP_SURROGATE, "forget", "fact", "t1"),
+            "retain": _qa(HP_RETAIN, "retain", "fact"),
+            "general": _qa(HP_GENERAL, "general", "general"),
+        },
+        relearn_train=_qa(HP_RELEARN_TEXT, "forget", "fact"),
+        relearn_test=_qa(HP_FORGET, "forget", "fact"),
+        keyword=True,
+    )

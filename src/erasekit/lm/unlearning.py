@@ -1,0 +1,293 @@
+"""The language-model side of the erasure contract, sharing the diffusion side's artifact and registry code.
+
+An :class:`LMMethod` fits on an :class:`~erasekit.lm.model.LM` and a :class:`~erasekit.lm.tasks.Forget`
+spec and returns an :class:`LMErasure`: the same ``config.json`` + ``weights.safetensors`` artifact
+as :class:`erasekit.erasure.Erasure` (only the touched tensors), applied to and removed from a
+``transformers`` model. Gradient methods share :func:`unlearn_loop` (forget term from the method,
+retain term NLL or KL, optional GU projection).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from erasekit.config import Config, check
+from erasekit.erasure import Erasure
+from erasekit.linalg import orthogonal_to_span
+from erasekit.lm.model import LM, _token_logprobs, batch_qa, decoder_layers, fingerprint
+from erasekit.lm.tasks import Forget, Task, get_task
+from erasekit.losses import next_token_kl
+from erasekit.registry import Registry
+
+#: Named parameter groups of a Llama-style causal LM.
+LM_GROUPS: dict[str, str] = {
+    "layers": "every parameter of the decoder layers (attention, MLP, norms)",
+    "mlp": "the MLP projections of every decoder layer",
+    "residual_writers": "attention o_proj and MLP down_proj of every layer (directional ablation)",
+    "rmu": "the MLP projections of the layers up to the RMU layer (set by the method)",
+    "hook": "no weights: a forward hook (LEACE)",
+}
+
+
+def group_parameters(model: torch.nn.Module, group: str, upto: int | None = None) -> dict[str, torch.nn.Parameter]:
+    pats = {
+        "layers": r"(^|\.)layers\.\d+\.",
+        "mlp": r"(^|\.)layers\.\d+\.mlp\.",
+        "residual_writers": r"(^|\.)layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$",
+    }
+    if group == "rmu":
+        assert upto is not None
+        lo = max(0, upto - 2)
+        pats["rmu"] = r"(^|\.)layers\.(" + "|".join(str(i) for i in range(lo, upto + 1)) + r")\.mlp\."
+    if group not in pats:
+        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(pats)}")
+    out = {n: p for n, p in model.named_parameters() if re.search(pats[group], n)}
+    if not out:
+        raise ValueError(f"parameter group {group!r} selects nothing in {type(model).__name__}")
+    return out
+
+
+class LMMethod:
+    """A language-model unlearning method: ``fit(lm, forget, config) -> LMErasure``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[Config]]
+    group: ClassVar[str | None] = "layers"
+
+    def fit(self, lm: LM, forget: Forget, config: Config, progress: bool = True) -> "LMErasure":
+        raise NotImplementedError
+
+    def declared_group(self, config: Config) -> str | None:
+        return self.group
+
+    def install(self, target: Any, erasure: "LMErasure") -> Callable[[], None]:
+        raise NotImplementedError(f"{self.name} has no inference-time hook")
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+LM_METHODS: Registry[LMMethod] = Registry("language-model method", LMMethod)
+
+
+def get_lm_method(name: str) -> LMMethod:
+    import erasekit.lm.methods  # noqa: F401  (registers every method)
+
+    return LM_METHODS.get(name)()
+
+
+def lm_method_names() -> list[str]:
+    import erasekit.lm.methods  # noqa: F401
+
+    return LM_METHODS.names()
+
+
+def make_lm_config(method: str, overrides: dict[str, Any] | None = None) -> Config:
+    cls = get_lm_method(method).config_class
+    return cls.from_dict({**cls().to_dict(), **(overrides or {})})
+
+
+def _module(target: Any) -> torch.nn.Module:
+    return target.model if isinstance(target, LM) else target
+
+
+class LMErasure(Erasure):
+    """An unlearning artifact for a ``transformers`` causal LM (or an :class:`LM`)."""
+
+    spec_class = Forget
+
+    @staticmethod
+    def _get_method(name: str) -> Any:
+        return get_lm_method(name)
+
+    @staticmethod
+    def _fingerprint(target: Any) -> str:
+        return fingerprint(_module(target))
+
+    @staticmethod
+    def _parameter(target: Any, key: str) -> torch.nn.Parameter:
+        return _module(target).get_parameter(key)
+
+    def export(self, pipe: Any, folder: Any, force: bool = False) -> Any:  # pragma: no cover - not offered
+        raise NotImplementedError("exporting a whole language model is not offered; ship the artifact")
+
+
+def touched(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone() for k, p in params.items()}
+
+
+@contextmanager
+def restored(model: torch.nn.Module, params: dict[str, torch.nn.Parameter]) -> Iterator[None]:
+    """Run a fit that edits ``params`` in place, then put the original values back."""
+    saved = {k: p.detach().clone() for k, p in params.items()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(saved[k])
+
+
+@contextmanager
+def layer_output(model: torch.nn.Module, layer: int) -> Iterator[list[torch.Tensor]]:
+    """Capture the residual stream after decoder layer ``layer`` (a forward hook, removed on exit)."""
+    box: list[torch.Tensor] = []
+
+    def hook(_m, _i, out):
+        box.append(out[0] if isinstance(out, tuple) else out)
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        yield box
+    finally:
+        handle.remove()
+
+
+# -- the shared gradient loop -------------------------------------------------------------------
+@dataclass(frozen=True)
+class GradientConfig(Config):
+    """Settings every gradient method shares. ``retain``: ``nll``, ``kl`` or ``none``; ``alpha``
+    weighs it, ``gamma`` the forget term. ``gu``: project the forget gradient off the span of the
+    last ``gu_window`` retain gradients (GU, arXiv 2511.17100)."""
+
+    steps: int = 60
+    lr: float = 1e-3
+    batch: int = 12
+    alpha: float = 1.0
+    gamma: float = 1.0
+    retain: str = "nll"
+    params: str = "layers"
+    gu: bool = False
+    gu_window: int = 4
+    optimizer: str = "adamw"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
+        check(self.alpha >= 0 and self.gamma >= 0, "alpha", "alpha and gamma must be >= 0")
+        check(self.retain in ("nll", "kl", "none"), "retain", f"must be nll, kl or none, got {self.retain!r}")
+        check(self.params in ("layers", "mlp", "residual_writers"), "params",
+              f"must be layers, mlp or residual_writers, got {self.params!r}")
+        check(self.gu_window >= 1, "gu_window", f"must be >= 1, got {self.gu_window}")
+        check(self.optimizer in ("adamw", "sgd"), "optimizer", f"must be adamw or sgd, got {self.optimizer!r}")
+
+
+ForgetTerm = Callable[[LM, dict[str, torch.Tensor], "LM | None"], torch.Tensor]
+
+
+def _sample(items: list, n: int, gen: torch.Generator) -> list:
+    return [items[i] for i in torch.randint(len(items), (min(n, len(items)),), generator=gen).tolist()]
+
+
+def _flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+
+
+def _set_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+    i = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[i : i + n].view_as(p).clone()
+        i += n
+
+
+def retain_loss(lm: LM, ref: LM | None, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    if kind == "nll":
+        tok_lp, _, mask = _token_logprobs(lm, batch)
+        return -(tok_lp.sum(1) / mask.sum(1).clamp(min=1)).mean()
+    assert ref is not None
+    logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    with torch.no_grad():
+        ref_logits = ref.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return next_token_kl(logits, ref_logits, batch["attention_mask"].bool())
+
+
+def frozen_copy(lm: LM) -> LM:
+    model = copy.deepcopy(lm.model).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LM(model, lm.tokenizer, lm.name + "-ref", lm.chat)
+
+
+def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTerm, *, needs_ref: bool = False,
+                 params: dict[str, torch.nn.Parameter] | None = None, progress: bool = True,
+                 desc: str = "unlearn", retain_term: ForgetTerm | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Minimise ``gamma * forget_term + alpha * retain`` over ``params``; returns the new tensors (the
+    model is restored) and a log. With ``cfg.gu`` the forget gradient is projected off the span of
+    the recent retain gradients before it is combined, so with SGD the step leaves the retain loss
+    unchanged to first order. ``retain_term`` replaces the NLL/KL retain loss (RMU's activation term)."""
+
+    def retain_fn(batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+        return retain_term(lm, batch, ref) if retain_term is not None else retain_loss(lm, ref, batch, kind)
+
+    params = params if params is not None else group_parameters(lm.model, cfg.params)
+    plist = list(params.values())
+    names = set(params)
+    ref = frozen_copy(lm) if (needs_ref or cfg.retain == "kl") else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    req = {n: p.requires_grad for n, p in lm.model.named_parameters()}
+    for n, p in lm.model.named_parameters():
+        p.requires_grad_(n in names)
+    opt = (torch.optim.AdamW(plist, lr=cfg.lr, weight_decay=0.0) if cfg.optimizer == "adamw"
+           else torch.optim.SGD(plist, lr=cfg.lr))
+    window: list[torch.Tensor] = []
+    log: dict[str, Any] = {"forget_loss": [], "retain_loss": []}
+    start = time.perf_counter()
+    try:
+        with restored(lm.model, params):
+            lm.model.train()
+            bar = tqdm(range(cfg.steps), desc=desc, disable=not progress)
+            for _ in bar:
+                fb = batch_qa(lm, [(q.question, q.answer) for q in _sample(task.forget_train, cfg.batch, gen)])
+                rb = batch_qa(lm, [(q.question, q.answer) for q in _sample(task.retain_train, cfg.batch, gen)])
+                opt.zero_grad(set_to_none=True)
+                lf = cfg.gamma * forget_term(lm, fb, ref)
+                use_retain = cfg.retain != "none" and cfg.alpha > 0
+                if cfg.gu:
+                    lf.backward()
+                    g_f = _flat_grad(plist)
+                    opt.zero_grad(set_to_none=True)
+                    lr_ = retain_fn(rb, cfg.retain if cfg.retain != "none" else "nll")
+                    lr_.backward()
+                    g_r = _flat_grad(plist)
+                    window = (window + [g_r])[-cfg.gu_window:]
+                    g = orthogonal_to_span(g_f, window) + (cfg.alpha * g_r if use_retain else 0.0)
+                    _set_grad(plist, g)
+                else:
+                    lr_ = cfg.alpha * retain_fn(rb, cfg.retain) if use_retain else torch.zeros(())
+                    (lf + lr_).backward()
+                opt.step()
+                log["forget_loss"].append(round(float(lf), 4))
+                log["retain_loss"].append(round(float(lr_), 4))
+                bar.set_postfix(forget=f"{float(lf):.3f}", retain=f"{float(lr_):.3f}")
+            lm.model.eval()
+            new = touched(params)
+    finally:
+        for n, p in lm.model.named_parameters():
+            p.requires_grad_(req[n])
+    log["seconds"] = round(time.perf_counter() - start, 2)
+    return new, log
+
+
+def gradient_fit(method: LMMethod, lm: LM, forget: Forget, config: GradientConfig, forget_term: ForgetTerm,
+                 needs_ref: bool = False, progress: bool = True,
+                 params: dict[str, torch.nn.Parameter] | None = None, extra: dict | None = None,
+                 retain_term: ForgetTerm | None = None) -> LMErasure:
+    task = get_task(forget)
+    base = fingerprint(lm.model)
+    tensors, log = unlearn_loop(lm, task, config, forget_term, needs_ref=needs_ref, params=params,
+                                progress=progress, desc=method.name, retain_term=retain_term)
+    return LMErasure(method.name, config, forget, base, tensors, {"log": log, **(extra or {})})
