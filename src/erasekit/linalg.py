@@ -103,3 +103,17 @@ def orthogonal_to_span(g: torch.Tensor, basis: list[torch.Tensor], tol: float = 
     q = q[:, keep]
     g64 = _f64(g)
     return (g64 - q @ (q.T @ g64)).to(g.dtype)
+
+
+def quantize_rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-row symmetric round-to-nearest fake quantisation to ``bits`` bits (int8 / int4 without a backend).
+
+    ``scale = max|w_row| / (2^(bits-1) - 1)``; any ``W + d`` with ``|d| < scale / 2`` (and the same
+    row maxima) rounds back to the same grid point as ``W`` when ``W`` is on the grid.
+    """
+    if bits < 2 or bits > 16:
+        raise ValueError(f"bits: must be in 2..16, got {bits}")
+    w = _f64(weight)
+    qmax = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / qmax
+    return (torch.round(w / scale).clamp(-qmax, qmax) * scale).to(weight.dtype)

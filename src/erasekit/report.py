@@ -48,6 +48,8 @@ def _fmt(x: float | None, key: str = "") -> str:
         return "–"
     if key in ("artifact_bytes", "params_changed"):
         return f"{int(x):,}"
+    if 0 < abs(x) < 1e-3:
+        return f"{x:.1e}"
     return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"
 
 
@@ -153,16 +155,18 @@ def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_sp
 
 def build_report(store: Store, out: str | Path, title: str = "erasekit report") -> dict[str, int]:
     """Write the report for every run in ``store`` to ``out`` (atomically); return counts."""
-    runs = store.runs()
-    for r in runs:
+    every = store.runs()
+    for r in every:
         r["metrics"] = store.metrics(r["run_id"])
+    runs = [r for r in every if not r["kind"].startswith("lm-")]
+    lm_runs = [r for r in every if r["kind"].startswith("lm-")]
     html = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
             f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
-            f'<p class="sub">{len(runs)} runs from {escape(str(store.path))}; built '
+            f'<p class="sub">{len(every)} runs from {escape(str(store.path))}; built '
             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>"]
-    if not runs:
+    if not every:
         html.append("<p>The database holds no runs yet: run <code>erasekit eval</code> first.</p>")
-    else:
+    elif runs:
         html.append("<h2>Summary</h2><table><tr><th>run</th>" + "".join(f"<th>{HEADERS.get(k, k)}</th>" for k in SUMMARY_KEYS) + "</tr>")
         for r in runs:
             html.append(f"<tr><td><a href=\"#run-{escape(r['run_id'])}\">{escape(r['name'])}</a></td>"
@@ -182,6 +186,8 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
     attacks = store.attack_runs()
     if attacks:
         html.append(_attack_section(store, attacks))
+    if lm_runs:
+        html.append(_lm_section(lm_runs))
     for r in runs:
         cfg = json.loads(r["config"])
         html.append(f'<section class="run" id="run-{escape(r["run_id"])}"><h2>{escape(r["name"])}</h2>')
@@ -200,7 +206,7 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
     html.append("</body></html>")
     text = "\n".join(html)
     atomic_write_bytes(Path(out), text.encode())
-    return {"runs": len(runs), "attacks": len(attacks), "images": text.count("<img "),
+    return {"runs": len(every), "attacks": len(attacks), "images": text.count("<img "),
             "missing_images": text.count('class="missing"')}
 
 
@@ -226,4 +232,39 @@ def _attack_section(store: Store, attacks: list[dict[str, Any]], shown: int = 8)
             f'<div class="ci">{escape(s["note"])}</div></div>' for s in broke)
         out.append(f"<h3>{escape(a['run_name'])}: {escape(a['attack'])} broke through</h3>"
                    f'<div class="grid" style="grid-template-columns: repeat({len(broke)}, 90px)">{cells}</div>')
+    return "\n".join(out)
+
+
+LM_KEYS = ("forget_acc", "surrogate_acc", "two_hop_acc", "retain_acc", "model_utility", "forget_quality",
+           "privleak", "first_token_kl")
+LM_HEADERS = {"forget_acc": "forget acc", "surrogate_acc": "surrogate acc", "two_hop_acc": "two-hop acc",
+              "retain_acc": "retain acc", "model_utility": "model utility", "forget_quality": "forget quality",
+              "privleak": "privleak", "first_token_kl": "first-token KL"}
+
+
+def _lm_section(runs: list[dict[str, Any]]) -> str:
+    """Language models: a metric table, forget accuracy against model utility, and the attack table."""
+    out = ["<h2>Language models</h2><table><tr><th>run</th><th>kind</th><th>task</th>"
+           + "".join(f"<th>{LM_HEADERS[k]}</th>" for k in LM_KEYS) + "</tr>"]
+    for r in runs:
+        out.append(f"<tr><td>{escape(r['name'])}</td><td class=\"ci\">{escape(r['kind'])}</td>"
+                   f"<td>{escape(r['concept'])}</td>" + "".join(_cell(r["metrics"].get(k), k) for k in LM_KEYS) + "</tr>")
+    out.append("</table><p class=\"ci\">Forget and surrogate accuracy: lower is better (the oracle row is the "
+               "target). Forget quality: KS p-value against the oracle. privleak: Min-K% MIA AUC relative to the "
+               "oracle's, in %.</p>")
+    out.append("<h3>Forgetting against utility</h3><div>"
+               + _scatter(runs, "model_utility", "forget_acc", "model utility", "forget accuracy")
+               + _scatter(runs, "retain_acc", "surrogate_acc", "retain accuracy", "surrogate-phrasing accuracy")
+               + "</div>")
+    rows = []
+    for r in runs:
+        for key, m in r["metrics"].items():
+            if m["metric"].startswith("attack:"):
+                meta = m.get("meta", {})
+                rows.append(f"<tr><td>{escape(r['name'])}</td><td>{escape(m['metric'][7:])}</td><td>{escape(key)}</td>"
+                            f"<td><b>{_fmt(m['value'])}</b></td><td>{escape(str(meta.get('budget', '')))} "
+                            f"{escape(str(meta.get('budget_unit', '')))}</td><td>{_fmt(meta.get('wall_seconds'))}</td></tr>")
+    if rows:
+        out.append("<h3>Attacks on language models</h3><table><tr><th>run</th><th>attack</th><th>quantity</th>"
+                   "<th>value</th><th>budget</th><th>wall s</th></tr>" + "".join(rows) + "</table>")
     return "\n".join(out)

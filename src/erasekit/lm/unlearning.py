@@ -32,6 +32,7 @@ LM_GROUPS: dict[str, str] = {
     "layers": "every parameter of the decoder layers (attention, MLP, norms)",
     "mlp": "the MLP projections of every decoder layer",
     "residual_writers": "attention o_proj and MLP down_proj of every layer (directional ablation)",
+    "down_proj": "MLP down_proj of every layer (small artifacts on real models)",
     "rmu": "the MLP projections of the layers up to the RMU layer (set by the method)",
     "hook": "no weights: a forward hook (LEACE)",
 }
@@ -42,6 +43,7 @@ def group_parameters(model: torch.nn.Module, group: str, upto: int | None = None
         "layers": r"(^|\.)layers\.\d+\.",
         "mlp": r"(^|\.)layers\.\d+\.mlp\.",
         "residual_writers": r"(^|\.)layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$",
+        "down_proj": r"(^|\.)layers\.\d+\.mlp\.down_proj\.weight$",
     }
     if group == "rmu":
         assert upto is not None
@@ -160,7 +162,7 @@ class GradientConfig(Config):
     last ``gu_window`` retain gradients (GU, arXiv 2511.17100)."""
 
     steps: int = 60
-    lr: float = 1e-3
+    lr: float = 3e-4
     batch: int = 12
     alpha: float = 1.0
     gamma: float = 1.0
@@ -178,8 +180,8 @@ class GradientConfig(Config):
         check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
         check(self.alpha >= 0 and self.gamma >= 0, "alpha", "alpha and gamma must be >= 0")
         check(self.retain in ("nll", "kl", "none"), "retain", f"must be nll, kl or none, got {self.retain!r}")
-        check(self.params in ("layers", "mlp", "residual_writers"), "params",
-              f"must be layers, mlp or residual_writers, got {self.params!r}")
+        check(self.params in ("layers", "mlp", "residual_writers", "down_proj"), "params",
+              f"must be layers, mlp, residual_writers or down_proj, got {self.params!r}")
         check(self.gu_window >= 1, "gu_window", f"must be >= 1, got {self.gu_window}")
         check(self.optimizer in ("adamw", "sgd"), "optimizer", f"must be adamw or sgd, got {self.optimizer!r}")
 
@@ -270,9 +272,9 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
                     lr_ = cfg.alpha * retain_fn(rb, cfg.retain) if use_retain else torch.zeros(())
                     (lf + lr_).backward()
                 opt.step()
-                log["forget_loss"].append(round(float(lf), 4))
-                log["retain_loss"].append(round(float(lr_), 4))
-                bar.set_postfix(forget=f"{float(lf):.3f}", retain=f"{float(lr_):.3f}")
+                log["forget_loss"].append(round(float(lf.detach()), 4))
+                log["retain_loss"].append(round(float(lr_.detach()), 4))
+                bar.set_postfix(forget=f"{float(lf.detach()):.3f}", retain=f"{float(lr_.detach()):.3f}")
             lm.model.eval()
             new = touched(params)
     finally:

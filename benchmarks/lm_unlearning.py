@@ -1,0 +1,117 @@
+"""The TinyTOFU table: full model, oracle and every unlearning method, evaluated and attacked.
+
+    python benchmarks/lm_unlearning.py [--models DIR] [--db runs/lm/results.db] [--methods ...] [--markdown]
+
+Trains the tiny target and oracle into ``--models`` if they are not there (about 45 s each on
+2 threads), fits every method with its defaults, stores evaluations and attacks in the database
+(a stored evaluation or attack of the same artifact is reused) and prints one row per model: forget accuracy, surrogate-phrasing accuracy, two-hop accuracy,
+model utility, forget quality, best-layer probe accuracy, relearning recovery (oracle's in
+brackets), and the change in forget accuracy after int4 quantisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from erasekit.lm import data, evaluate as E, model as M
+from erasekit.lm.tasks import Forget
+from erasekit.lm.unlearning import get_lm_method, lm_method_names, make_lm_config
+from erasekit.store import Store
+
+ATTACKS = ("probe", "relearn", "quantize")
+
+
+def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
+    bench = data.generate(seed)
+    out = []
+    for oracle in (False, True):
+        path = folder / ("oracle" if oracle else "full")
+        if not (path / "config.json").exists():
+            t = time.perf_counter()
+            lm = M.train_tiny(bench, oracle=oracle, seed=seed)
+            M.save(lm, path, {"oracle": oracle, "seconds": round(time.perf_counter() - t, 1), "seed": seed})
+        out.append(M.load(path))
+    return out[0], out[1]
+
+
+def row(store: Store, run_id: str) -> dict[str, float | None]:
+    m = store.metrics(run_id)
+
+    def g(k: str) -> float | None:
+        return m[k]["value"] if k in m else None
+
+    return {"forget": g("forget_acc"), "surrogate": g("surrogate_acc"), "two_hop": g("two_hop_acc"),
+            "utility": g("model_utility"), "fq": g("forget_quality"), "probe": g("probe_acc"),
+            "relearn": g("relearn_recovery"), "relearn_oracle": g("relearn_oracle_recovery"),
+            "int4": g("int4_forget_change"), "privleak": g("privleak")}
+
+
+def fmt(x: float | None, p: int = 2) -> str:
+    if x is None:
+        return "-"
+    if p == -1:
+        return f"{x:.1e}"
+    return f"{x:+.{-p}f}" if p < 0 else f"{x:.{p}f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="runs/lm/models")
+    ap.add_argument("--db", default="runs/lm/results.db")
+    ap.add_argument("--methods", default=",".join(["graddiff", "npo", "simnpo", "rmu", "gradascent", "leace",
+                                                   "abliteration", "graddiff+gu", "npo+gu"]))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    full, oracle = ensure_models(Path(args.models), args.seed)
+    spec = Forget("tinytofu", args.seed)
+    store = Store(args.db)
+    rows = []
+    for label, lm_, kind in (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle")):
+        r = E.evaluate(store, lm_, spec, oracle=oracle, name=label, kind=kind)
+        for a in ATTACKS:
+            if f"attack:{a}" not in store.metric_names_done(r["run_id"]):
+                E.attack(store, r["run_id"], lm_, spec, a, oracle=oracle)
+        rows.append((label, "-", row(store, r["run_id"])))
+    for entry in args.methods.split(","):
+        name, _, flag = entry.partition("+")
+        if name not in lm_method_names():
+            raise SystemExit(f"unknown method {name!r}; choose from {', '.join(lm_method_names())}")
+        cfg = make_lm_config(name, {"gu": True} if flag == "gu" else None)
+        t = time.perf_counter()
+        art = get_lm_method(name).fit(full, spec, cfg, progress=False)
+        fit_s = time.perf_counter() - t
+        r = E.evaluate(store, full, spec, erasure=art, oracle=oracle, name=entry)  # stored runs are reused
+        for a in ATTACKS:
+            if f"attack:{a}" not in store.metric_names_done(r["run_id"]):
+                E.attack(store, r["run_id"], full, spec, a, erasure=art, oracle=oracle)
+        rows.append((entry, f"{fit_s:.1f}", row(store, r["run_id"])))
+    head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "model utility", "forget quality",
+            "probe acc", "relearn recovery (oracle)", "int4 change", "privleak")
+    lines = []
+    for label, fit_s, v in rows:
+        lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["utility"]),
+                      fmt(v["fq"], -1), fmt(v["probe"]),
+                      f"{fmt(v['relearn'], -2)} ({fmt(v['relearn_oracle'], -2)})", fmt(v["int4"], -2),
+                      fmt(v["privleak"], 1)))
+    if args.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("| " + " | ".join("---" for _ in head) + " |")
+        for ln in lines:
+            print("| " + " | ".join(ln) + " |")
+    else:
+        print("  ".join(f"{h:>14}" for h in head))
+        for ln in lines:
+            print("  ".join(f"{c:>14}" for c in ln))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The language-model attack contract: ``run(lm, task, oracle, budget, seed) -> {key: Value}``.
+
+``lm`` has the erasure applied; attacks never change it (they work on copies). Attacks that mean
+something only against the oracle (relearning, probing) run on the oracle too and report both.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+from erasekit.lm.model import LM
+from erasekit.lm.tasks import Task
+from erasekit.metrics.base import Value
+from erasekit.registry import Registry
+
+
+class LMAttack:
+    """Subclasses set ``threat_model``, ``budget_unit``, ``default_budget`` and a docstring."""
+
+    name: ClassVar[str]
+    threat_model: ClassVar[str] = "white-box"
+    budget_unit: ClassVar[str] = ""
+    default_budget: ClassVar[int] = 0
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+        raise NotImplementedError
+
+    def check_budget(self, budget: int) -> None:
+        if budget < 1:
+            raise ValueError(f"--budget: must be >= 1 {self.budget_unit}, got {budget}")
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack)
+
+
+def get_lm_attack(name: str) -> LMAttack:
+    import erasekit.lm.attacks  # noqa: F401
+
+    return LM_ATTACKS.get(name)()
+
+
+def lm_attack_names() -> list[str]:
+    import erasekit.lm.attacks  # noqa: F401
+
+    return LM_ATTACKS.names()
+
+
+def clone(lm: LM) -> LM:
+    """A deep copy (weights and installed hooks) the attack may change freely."""
+    return LM(copy.deepcopy(lm.model), lm.tokenizer, lm.name, lm.chat)

@@ -1,0 +1,57 @@
+"""Relearning attack (Hu et al., arXiv 2406.13356): fine-tune k steps on related facts, score the rest.
+
+The attacker fine-tunes every weight on ``task.relearn_train`` (TinyTOFU: the forget entities'
+city and genre; Harry Potter: other facts of the books) and is scored on ``task.relearn_test``
+(TinyTOFU: the same entities' award and job; never in the relearning data). Only recovery beyond
+the oracle's, which never knew the facts, means the unlearning left the knowledge in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from erasekit.lm import model as M
+from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack, clone
+from erasekit.lm.metrics.base import compute_scores, point
+from erasekit.lm.model import LM
+from erasekit.lm.tasks import Task
+from erasekit.metrics.base import Value
+
+
+def relearn_test_acc(lm: LM, task: Task) -> float:
+    if task.keyword:
+        answers = M.generate(lm, [q.question for q in task.relearn_test])
+        return float(np.mean([q.answer.lower() in a.lower() for q, a in zip(task.relearn_test, answers)]))
+    return float(M.score_qa(lm, task.relearn_test).correct.float().mean())
+
+
+@LM_ATTACKS.register("relearn")
+class Relearn(LMAttack):
+    """Relearning: k fine-tuning steps on related facts; recovery on held-out facts, against the oracle's."""
+
+    budget_unit = "fine-tuning steps"
+    default_budget = 10
+
+    @staticmethod
+    def lr_for(lm: LM) -> float:
+        """3e-4 for small models trained from scratch (< 10 M parameters), 2e-5 for pretrained ones."""
+        return 3e-4 if sum(p.numel() for p in lm.model.parameters()) < 10_000_000 else 2e-5
+
+    def _one(self, lm: LM, task: Task, steps: int, seed: int) -> tuple[float, float]:
+        before = relearn_test_acc(lm, task)
+        c = clone(lm)
+        M.train(c, task.relearn_train, steps, lr=self.lr_for(lm), batch=len(task.relearn_train), seed=seed,
+                progress=False, desc="relearn")
+        return before, relearn_test_acc(c, task)
+
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+        self.check_budget(budget)
+        n = len(task.relearn_test)
+        before, after = self._one(lm, task, budget, seed)
+        out = {"relearn_before": point(before, False, n), "relearn_after": point(after, False, n),
+               "relearn_recovery": point(after - before, False, n)}
+        if oracle is not None:
+            ob, oa = self._one(oracle, task, budget, seed)
+            out["relearn_oracle_recovery"] = point(oa - ob, False, n, {"before": ob, "after": oa})
+            out["relearn_excess"] = point((after - before) - (oa - ob), False, n)
+        return out

@@ -1,0 +1,197 @@
+"""``erasekit lm ...``: train, erase, evaluate and attack language models (same conventions as the diffusion commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _cli():
+    from erasekit import cli
+
+    return cli
+
+
+def _load_lm(spec: str, flag: str = "--model"):
+    from erasekit.lm import model as M
+
+    try:
+        return M.load(spec)
+    except (FileNotFoundError, OSError) as exc:
+        raise _cli().UsageError(f"{flag} {spec}: {exc}" if str(spec) not in str(exc) else str(exc)) from None
+
+
+def _forget(args: argparse.Namespace):
+    from erasekit.lm.tasks import Forget
+
+    return Forget(args.task, args.task_seed)
+
+
+def cmd_lm_train(args: argparse.Namespace) -> None:
+    from erasekit.lm import data, model as M
+
+    out = Path(args.out)
+    _cli()._check_new_dir(out)
+    t = time.perf_counter()
+    bench = data.generate(args.seed)
+    lm = M.build_tiny(data.build_tokenizer(bench), args.seed)
+    stats = M.train(lm, bench.training_set(oracle=args.oracle), args.steps, seed=args.seed,
+                    desc="oracle" if args.oracle else "target")
+    M.save(lm, out, {"oracle": args.oracle, "seed": args.seed, **stats, "task": "tinytofu"})
+    print(f"trained the tiny {'oracle' if args.oracle else 'target'} in {time.perf_counter() - t:.1f} s "
+          f"(final loss {stats['final_loss']}); model in {out}")
+
+
+def cmd_lm_erase(args: argparse.Namespace) -> None:
+    import torch
+
+    from erasekit.lm.unlearning import get_lm_method, make_lm_config
+    from erasekit.metrics.cost import track
+    from erasekit.testbed.weights_io import git_commit, package_versions
+
+    cli = _cli()
+    method = get_lm_method(args.method)
+    config = make_lm_config(args.method, cli._parse_sets(args.set))
+    out = Path(args.out)
+    cli._check_new_dir(out)
+    spec = _forget(args)
+    lm = _load_lm(args.model)
+    torch.manual_seed(0)
+    with track() as cost:
+        erasure = method.fit(lm, spec, config, progress=True)
+    erasure.extra.update(cost, base_model=args.model, commit=git_commit(), versions=package_versions(),
+                         torch_threads=torch.get_num_threads())
+    erasure.save(out)
+    print(f"{args.method} unlearned {spec.task!r} in {erasure.extra['fit_seconds']:.1f} s "
+          f"({len(erasure.tensors)} tensors); artifact in {out}")
+
+
+def _artifact(args: argparse.Namespace):
+    from erasekit.lm.unlearning import LMErasure
+
+    if args.run is None:
+        return None
+    folder = Path(args.run)
+    if not folder.is_dir():
+        raise _cli().UsageError(f"{folder} is not a folder; give an artifact from `erasekit lm erase`")
+    return LMErasure.load(folder)
+
+
+def _print(values: dict, as_json: bool, header: str) -> None:
+    if as_json:
+        print(json.dumps(values, indent=2, sort_keys=True))
+        return
+    print(header)
+    for k, v in values.items():
+        ci = v.get("ci95")
+        ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        print(f"  {k:28s} {v['value']:.4g}{ci_s}")
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> None:
+    from erasekit.lm import evaluate as E
+
+    erasure = _artifact(args)
+    spec = erasure.concept if erasure is not None else _forget(args)
+    store = _cli()._open_store(args.db)
+    lm = _load_lm(args.model)
+    oracle = _load_lm(args.oracle, "--oracle") if args.oracle else None
+    res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run, force=args.force,
+                     name=Path(args.run).name if args.run else None)
+    vals = {k: {kk: vv for kk, vv in v.items() if kk != "meta"} for k, v in res["metrics"].items()}
+    _print({"run_id": res["run_id"], "cached": res["cached"], "metrics": vals} if args.json else vals, args.json,
+           f"run {res['run_id']}{' (stored; --force to recompute)' if res['cached'] else ''}")
+
+
+def cmd_lm_attack(args: argparse.Namespace) -> None:
+    from erasekit.lm import evaluate as E
+    from erasekit.lm.attacks.base import get_lm_attack
+
+    atk = get_lm_attack(args.attack)  # ValueError with "did you mean" -> exit 2
+    if args.budget is not None:
+        atk.check_budget(args.budget)
+    erasure = _artifact(args)
+    spec = erasure.concept if erasure is not None else _forget(args)
+    store = _cli()._open_store(args.db)
+    lm = _load_lm(args.model)
+    oracle = _load_lm(args.oracle, "--oracle") if args.oracle else None
+    res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run,
+                     name=Path(args.run).name if args.run else None)
+    out = E.attack(store, res["run_id"], lm, spec, args.attack, erasure=erasure, oracle=oracle,
+                   budget=args.budget, seed=args.seed)
+    _print(out if args.json else out["values"], args.json,
+           f"{args.attack} on run {res['run_id']} (budget {out['budget']} {atk.budget_unit}, {out['wall_seconds']} s)")
+
+
+def cmd_lm_methods(args: argparse.Namespace) -> None:
+    from erasekit.lm.unlearning import get_lm_method, lm_method_names
+
+    for name in lm_method_names():
+        m = get_lm_method(name)
+        print(f"{name:13s} {m.group or 'hook':17s} {m.summary()}")
+
+
+def cmd_lm_attacks(args: argparse.Namespace) -> None:
+    from erasekit.lm.attacks.base import get_lm_attack, lm_attack_names
+
+    for name in lm_attack_names():
+        a = get_lm_attack(name)
+        print(f"{name:11s} {a.threat_model:11s} budget in {a.budget_unit} (default {a.default_budget}). {a.summary()}")
+
+
+def cmd_lm_metrics(args: argparse.Namespace) -> None:
+    from erasekit.lm.metrics.base import get_lm_metric, lm_metric_names
+
+    for name in lm_metric_names():
+        m = get_lm_metric(name)
+        needs = f" (needs {', '.join(m.needs)})" if m.needs else ""
+        print(f"{name:15s} {m.summary()}{needs}")
+
+
+def add_parser(sub, positive, parser_class) -> None:
+    lm = sub.add_parser("lm", help="language models: train the tiny model, unlearn, evaluate, attack")
+    ls = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
+
+    def task_args(p):
+        p.add_argument("--task", default="tinytofu", choices=("tinytofu", "harry-potter"),
+                       help="what to forget (default tinytofu; ignored with an artifact, which names its task)")
+        p.add_argument("--task-seed", type=int, default=0, help="TinyTOFU seed (default 0)")
+
+    tr = ls.add_parser("train", help="train the tiny Llama target (or --oracle: retain facts only) on TinyTOFU")
+    tr.add_argument("--out", required=True, help="new folder for the model")
+    tr.add_argument("--oracle", action="store_true", help="train on the retain split only (the TOFU oracle)")
+    tr.add_argument("--steps", type=positive, default=600, help="optimiser steps (default 600)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_lm_train)
+
+    er = ls.add_parser("erase", help="unlearn the task's forget set and save the artifact")
+    er.add_argument("--model", required=True, help="model folder (safetensors) or smollm2")
+    er.add_argument("--method", required=True, help="method name (see `erasekit lm methods`)")
+    er.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    er.add_argument("--out", required=True, help="new folder for the artifact")
+    task_args(er)
+    er.set_defaults(func=cmd_lm_erase)
+
+    for verb, func, helptext in (("eval", cmd_lm_eval, "evaluate the model, or an artifact on it, into the database"),
+                                 ("attack", cmd_lm_attack, "attack the model, or an artifact on it, and store the result")):
+        p = ls.add_parser(verb, help=helptext)
+        p.add_argument("run", nargs="?", default=None, help="artifact folder from `erasekit lm erase` (omit: the model itself)")
+        p.add_argument("--model", required=True, help="the model the artifact was fitted on (folder or smollm2)")
+        p.add_argument("--oracle", default=None, help="oracle model folder (for forget quality, privleak, attacks)")
+        p.add_argument("--db", default="erasekit.db", help="results database (default erasekit.db)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        task_args(p)
+        if verb == "eval":
+            p.add_argument("--force", action="store_true", help="recompute even if stored")
+        else:
+            p.add_argument("--attack", required=True, help="attack name (see `erasekit lm attacks`)")
+            p.add_argument("--budget", type=positive, default=None, help="the attack's budget in its unit")
+            p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(func=func)
+
+    for verb, func, helptext in (("methods", cmd_lm_methods, "list the unlearning methods"),
+                                 ("attacks", cmd_lm_attacks, "list the attacks"),
+                                 ("metrics", cmd_lm_metrics, "list the metrics")):
+        ls.add_parser(verb, help=helptext).set_defaults(func=func)

@@ -1,0 +1,107 @@
+"""Evaluate and attack language models into the shared results database.
+
+An LM evaluation is a row of the same ``runs`` table as a diffusion evaluation (``kind`` =
+``lm-base``, ``lm-oracle`` or ``lm-erasure``) with its values in ``metric_values`` /
+``sample_values``; attack values are stored under the metric name ``attack:<name>`` of the run they
+attacked. The run id hashes the artifact, the base weights, the task and the metric list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from erasekit.lm import model as M
+from erasekit.lm.attacks.base import get_lm_attack
+from erasekit.lm.metrics.base import Context, Scores, compute_scores, get_lm_metric, lm_metric_names
+from erasekit.lm.tasks import Forget, Task, get_task
+from erasekit.lm.unlearning import LMErasure
+from erasekit.metrics.base import Value
+from erasekit.store import Store
+from erasekit.evaluation import _now
+from erasekit.testbed.weights_io import git_commit, package_versions
+
+
+def run_id_for(lm: M.LM, spec: Forget, erasure: LMErasure | None, kind: str) -> str:
+    h = hashlib.sha256()
+    h.update(M.fingerprint(lm.model).encode())
+    h.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    h.update(kind.encode())
+    if erasure is not None:
+        h.update(json.dumps(erasure.to_json(), sort_keys=True).encode())
+        for k in sorted(erasure.tensors):
+            h.update(erasure.tensors[k].float().numpy().tobytes())
+    return "lm-" + h.hexdigest()[:12]
+
+
+def metric_values(task: Task, scores: Scores, oracle: Scores | None, base: Scores | None,
+                  metrics: tuple[str, ...] | None = None) -> dict[str, dict[str, Value]]:
+    ctx = Context(task, scores, oracle, base)
+    return {name: get_lm_metric(name).compute(ctx) for name in (metrics or tuple(lm_metric_names()))}
+
+
+def evaluate(store: Store, lm: M.LM, spec: Forget, *, erasure: LMErasure | None = None,
+             oracle: M.LM | None = None, name: str | None = None, artifact: str | None = None,
+             kind: str | None = None, metrics: tuple[str, ...] | None = None,
+             force: bool = False) -> dict[str, Any]:
+    """Score ``lm`` (with ``erasure`` applied if given) on the task; store and return the values.
+
+    The oracle (never trained on the forget set) and the model without the erasure are scored
+    too, for forget quality, privleak and first-token KL.
+    """
+    task = get_task(spec)
+    kind = kind or ("lm-erasure" if erasure is not None else "lm-base")
+    run_id = run_id_for(lm, spec, erasure, kind)
+    if store.run(run_id) is not None and not force and store.metric_names_done(run_id):
+        return {"run_id": run_id, "metrics": store.metrics(run_id), "cached": True}
+    start = time.perf_counter()
+    base_scores = compute_scores(lm, task)
+    oracle_scores = compute_scores(oracle, task) if oracle is not None else None
+    if erasure is not None:
+        with erasure.applied(lm):
+            scores = compute_scores(lm, task)
+    else:
+        scores = base_scores
+    values = metric_values(task, scores, oracle_scores, base_scores if erasure is not None else None, metrics)
+    row = {
+        "run_id": run_id, "name": name or (erasure.method if erasure else Path(lm.name).name), "kind": kind,
+        "method": erasure.method if erasure else None, "concept": spec.task, "artifact": artifact,
+        "config": json.dumps({"task": spec.to_dict(), "model": lm.name,
+                              "erasure": erasure.to_json() if erasure else None,
+                              "oracle": oracle.name if oracle is not None else None}),
+        "seeds": json.dumps([spec.seed]), "versions": json.dumps(package_versions()),
+        "git_hash": git_commit(), "created_at": _now(),
+    }
+    if store.run(run_id) is not None:
+        store.delete_run(run_id)
+    store.add_run(row)
+    for metric, vals in values.items():
+        store.add_metric(run_id, metric, vals)
+    store.complete_run(run_id, _now(), round(time.perf_counter() - start, 2))
+    return {"run_id": run_id, "metrics": store.metrics(run_id), "cached": False}
+
+
+def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, *,
+           erasure: LMErasure | None = None, oracle: M.LM | None = None, budget: int | None = None,
+           seed: int = 0) -> dict[str, Any]:
+    """Run one attack on ``lm`` (with ``erasure`` applied) and store its values under ``attack:<name>``."""
+    atk = get_lm_attack(attack_name)
+    budget = atk.default_budget if budget is None else budget
+    atk.check_budget(budget)
+    task = get_task(spec)
+    start = time.perf_counter()
+    if erasure is not None:
+        with erasure.applied(lm):
+            values = atk.run(lm, task, oracle, budget, seed)
+    else:
+        values = atk.run(lm, task, oracle, budget, seed)
+    wall = round(time.perf_counter() - start, 2)
+    values = {k: Value(v.value, v.low, v.high, v.higher_is_better, v.n, v.samples,
+                       {**v.meta, "budget": budget, "budget_unit": atk.budget_unit, "wall_seconds": wall})
+              for k, v in values.items()}
+    store.add_metric(run_id, f"attack:{attack_name}", values)
+    return {"run_id": run_id, "attack": attack_name, "budget": budget, "wall_seconds": wall,
+            "values": {k: v.to_json() for k, v in values.items()}}

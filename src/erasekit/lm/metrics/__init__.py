@@ -1,0 +1,3 @@
+"""Importing this package registers every language-model metric."""
+
+from erasekit.lm.metrics import forget, privacy, utility  # noqa: F401

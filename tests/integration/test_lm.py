@@ -1,0 +1,174 @@
+"""Language-model unlearning end to end on the tiny Llama: methods, GU, attacks, store, report, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from erasekit.cli import main
+from erasekit.lm import evaluate as E
+from erasekit.lm import model as M
+from erasekit.lm.tasks import Forget, get_task
+from erasekit.lm.unlearning import LMErasure, get_lm_method, lm_method_names, make_lm_config, unlearn_loop
+
+SPEC = Forget("tinytofu", 0)
+FAST = {"graddiff": {"steps": 8}, "gradascent": {"steps": 8}, "npo": {"steps": 8}, "simnpo": {"steps": 8},
+        "rmu": {"steps": 8}}
+
+
+def forget_nll(lm: M.LM) -> float:
+    with torch.no_grad():
+        return float(M.nll(lm, get_task(SPEC).eval["forget"]).mean())
+
+
+def state(lm: M.LM) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in lm.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", lm_method_names())
+def test_every_method_raises_forget_nll_and_round_trips(name, tiny_lms, tmp_path) -> None:
+    full, _, _ = tiny_lms
+    before_state, before = state(full), forget_nll(full)
+    art = get_lm_method(name).fit(full, SPEC, make_lm_config(name, FAST.get(name)), progress=False)
+    assert all(torch.equal(v, full.model.state_dict()[k]) for k, v in before_state.items()), "fit changed the model"
+    loaded = LMErasure.load(art.save(tmp_path / name))
+    with loaded.applied(full):
+        after = forget_nll(full)
+    assert after > before + max(0.01, 0.2 * before), (name, before, after)
+    assert all(torch.equal(v, full.model.state_dict()[k]) for k, v in before_state.items()), "remove() left a change"
+    assert forget_nll(full) == before
+
+
+def test_graddiff_and_npo_forget_and_keep(tiny_lms) -> None:
+    full, _, _ = tiny_lms
+    task = get_task(SPEC)
+    for name in ("graddiff", "npo"):
+        art = get_lm_method(name).fit(full, SPEC, make_lm_config(name), progress=False)
+        with art.applied(full):
+            f = float(M.score_qa(full, task.eval["forget"]).correct.float().mean())
+            r = float(M.score_qa(full, task.eval["retain"]).correct.float().mean())
+        assert f <= 0.4 and r >= 0.8, (name, f, r)
+
+
+def test_same_seed_same_artifact(tiny_lms) -> None:
+    full, _, _ = tiny_lms
+    cfg = make_lm_config("npo", {"steps": 5})
+    a = get_lm_method("npo").fit(full, SPEC, cfg, progress=False)
+    b = get_lm_method("npo").fit(full, SPEC, cfg, progress=False)
+    assert sorted(a.tensors) == sorted(b.tensors)
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+
+
+def test_gu_update_is_orthogonal_to_the_retain_gradient(tiny_lms) -> None:
+    """One SGD step of GU-projected gradient ascent leaves the retain loss unchanged to first order."""
+    full, _, _ = tiny_lms
+    task = get_task(SPEC)
+    one = dataclasses.replace(task, forget_train=task.forget_train[:1], retain_train=task.retain_train[:1])
+    cfg = make_lm_config("graddiff", {"steps": 1, "batch": 1, "gu": True, "alpha": 0.0, "optimizer": "sgd",
+                                      "lr": 0.1})
+    from erasekit.lm.methods.graddiff import ascent_term
+    from erasekit.lm.unlearning import group_parameters, retain_loss
+
+    params = group_parameters(full.model, "layers")
+    new, _ = unlearn_loop(full, one, cfg, ascent_term, progress=False)
+    delta = torch.cat([(new[k] - p.detach()).reshape(-1) for k, p in params.items()]).double()
+    full.model.zero_grad()
+    rb = M.batch_qa(full, [(q.question, q.answer) for q in one.retain_train])
+    retain_loss(full, None, rb, "nll").backward()
+    g_r = torch.cat([p.grad.reshape(-1) for p in params.values()]).double()
+    full.model.zero_grad()
+    cos = float(delta @ g_r / (delta.norm() * g_r.norm()))
+    assert delta.norm() > 0
+    assert abs(cos) < 1e-4, cos
+    # without the projection the same step does move along the retain gradient
+    plain, _ = unlearn_loop(full, one, cfg.replace(gu=False), ascent_term, progress=False)
+    d2 = torch.cat([(plain[k] - p.detach()).reshape(-1) for k, p in params.items()]).double()
+    assert abs(float(d2 @ g_r / (d2.norm() * g_r.norm()))) > 100 * abs(cos)
+
+
+def test_abliteration_leaves_no_component_along_its_direction(tiny_lms) -> None:
+    full, _, _ = tiny_lms
+    art = get_lm_method("abliteration").fit(full, SPEC, make_lm_config("abliteration"), progress=False)
+    r = torch.tensor(art.extra["direction"])
+    for key, w in art.tensors.items():
+        assert (r @ w).abs().max() < 1e-4 * max(1.0, float(w.abs().max())), key
+
+
+def test_evaluate_attack_store_and_report(tiny_lms, tmp_path) -> None:
+    from erasekit.report import build_report
+    from erasekit.store import Store
+
+    full, oracle, _ = tiny_lms
+    store = Store(tmp_path / "r.db")
+    base = E.evaluate(store, full, SPEC, oracle=oracle)
+    art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff"), progress=False)
+    run = E.evaluate(store, full, SPEC, erasure=art, oracle=oracle)
+    m, b = run["metrics"], base["metrics"]
+    assert b["forget_acc"]["value"] == 1.0 and m["forget_acc"]["value"] <= 0.4
+    assert m["forget_quality"]["value"] > b["forget_quality"]["value"]
+    assert m["first_token_kl"]["value"] > 0
+    assert E.evaluate(store, full, SPEC, erasure=art, oracle=oracle)["cached"]
+    for name in ("relearn", "quantize", "paraphrase", "two_hop"):
+        E.attack(store, run["run_id"], full, SPEC, name, erasure=art, oracle=oracle)
+    got = store.metrics(run["run_id"])
+    assert {"relearn_recovery", "relearn_oracle_recovery", "int4_forget_change", "paraphrase_surrogate_acc",
+            "two_hop_two_hop_acc"} <= set(got)
+    assert got["relearn_recovery"]["meta"]["budget"] == 10
+    counts = build_report(store, tmp_path / "report.html")
+    html = (tmp_path / "report.html").read_text()
+    assert counts["runs"] == 2 and "Language models" in html and "relearn_recovery" in html
+
+
+def test_probe_attack_reads_the_full_model_but_not_the_oracle(tiny_lms) -> None:
+    from erasekit.lm.attacks.probe import probe_accuracy
+
+    full, oracle, _ = tiny_lms
+    task = get_task(SPEC)
+    assert max(probe_accuracy(full, task)) >= 0.9
+    assert max(probe_accuracy(oracle, task)) <= 0.4
+
+
+def test_quantize_attack_keeps_unchanged_weights(tiny_lms) -> None:
+    from erasekit.lm.attacks.quantize import quantized
+
+    full, _, _ = tiny_lms
+    q8 = quantized(full, 8)
+    w, wq = full.model.model.layers[0].mlp.down_proj.weight, q8.model.model.layers[0].mlp.down_proj.weight
+    assert not torch.equal(w, wq) and (w - wq).abs().max() <= w.abs().max() / 127 / 2 + 1e-6
+
+
+def test_cli_lm_round_trip_and_errors(tiny_lms, tmp_path, capsys) -> None:
+    _, _, root = tiny_lms
+    model, art, db = str(root / "full"), tmp_path / "art", str(tmp_path / "cli.db")
+    assert main(["--threads", "2", "lm", "erase", "--model", model, "--method", "gradascent", "--set", "steps=3",
+                 "--out", str(art)]) == 0
+    assert main(["lm", "eval", str(art), "--model", model, "--db", db, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.split("artifact in")[-1].split("\n", 1)[1])
+    assert "forget_acc" in out["metrics"]
+    assert main(["lm", "attack", str(art), "--model", model, "--db", db, "--attack", "quantize", "--budget", "8"]) == 0
+    for name in ("methods", "attacks", "metrics"):
+        assert main(["lm", name]) == 0
+    capsys.readouterr()
+    bad = [
+        (["lm", "erase", "--model", model, "--method", "npp", "--out", str(tmp_path / "x")], "did you mean 'npo'"),
+        (["lm", "erase", "--model", model, "--method", "npo", "--set", "bogus=1", "--out", str(tmp_path / "x")],
+         "bogus"),
+        (["lm", "erase", "--model", model, "--method", "npo", "--set", "steps=0", "--out", str(tmp_path / "x")],
+         "steps"),
+        (["lm", "erase", "--model", str(tmp_path / "none"), "--method", "npo", "--out", str(tmp_path / "x")],
+         "no language model"),
+        (["lm", "erase", "--model", model, "--method", "npo", "--out", str(art)], "not empty"),
+        (["lm", "erase", "--model", model, "--method", "leace", "--task", "harry-potter", "--out", str(tmp_path / "y")],
+         "attribute labels"),
+        (["lm", "attack", str(art), "--model", model, "--attack", "quantise", "--db", db], "did you mean 'quantize'"),
+        (["lm", "attack", str(art), "--model", model, "--attack", "quantize", "--budget", "5", "--db", db], "2, 3, 4 or 8"),
+        (["lm", "eval", str(tmp_path / "nothing"), "--model", model, "--db", db], "not a folder"),
+        (["lm", "train", "--out", str(art)], "not empty"),
+    ]
+    for argv, msg in bad:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and msg in err, (argv, err)

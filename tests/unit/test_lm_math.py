@@ -1,0 +1,92 @@
+"""Exact checks of the language-model math: GU projection, abliteration, RTN quantisation, LEACE, TOFU metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from erasekit.linalg import orthogonal_to_span, project_out_rows, quantize_rtn
+from erasekit.lm import data
+from erasekit.lm.metrics.base import auc, truth_ratio
+
+
+def test_gu_projection_is_orthogonal_to_the_retain_span() -> None:
+    g = torch.Generator().manual_seed(0)
+    basis = [torch.randn(50, generator=g, dtype=torch.float64) for _ in range(4)]
+    basis.append(basis[0] + 2 * basis[1])  # dependent: must not break the projection
+    v = torch.randn(50, generator=g, dtype=torch.float64)
+    p = orthogonal_to_span(v, basis)
+    for b in basis:
+        assert abs(float(p @ b)) < 1e-10
+    # the part removed lies in the span: projecting twice changes nothing, and a vector in the span vanishes
+    assert torch.allclose(orthogonal_to_span(p, basis), p, atol=1e-12)
+    assert orthogonal_to_span(3 * basis[2] - basis[3], basis).abs().max() < 1e-10
+    assert torch.equal(orthogonal_to_span(v, []), v)
+
+
+def test_directional_ablation_removes_the_direction() -> None:
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(16, 24, generator=g)
+    r = torch.randn(16, generator=g)
+    w2 = project_out_rows(w, r)
+    assert (r / r.norm() @ w2).abs().max() < 1e-5
+    # nothing orthogonal to r changes
+    q = torch.linalg.qr(torch.cat([r[:, None], torch.randn(16, 15, generator=g)], 1)).Q[:, 1:]
+    assert torch.allclose(q.T @ w2, q.T @ w, atol=1e-5)
+
+
+def test_quantization_returns_the_original_for_small_perturbations() -> None:
+    g = torch.Generator().manual_seed(2)
+    w = quantize_rtn(torch.randn(8, 32, generator=g), 4)  # a weight already on the int4 grid
+    scale = w.abs().amax(1, keepdim=True) / 7
+    d = (torch.rand(w.shape, generator=g) - 0.5) * 0.98 * scale  # |d| < scale / 2
+    d[w.abs() == w.abs().amax(1, keepdim=True)] = 0  # keep each row's maximum (the scale) fixed
+    assert torch.equal(quantize_rtn(w + d, 4), w)
+    big = w + 0.6 * scale  # more than half a step moves every entry off its grid point
+    assert not torch.equal(quantize_rtn(big, 4), w)
+    with pytest.raises(ValueError, match="bits"):
+        quantize_rtn(w, 1)
+
+
+def test_leace_leaves_no_linear_probe_above_chance() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from erasekit.lm.methods.leace import fit_eraser
+
+    rng = np.random.default_rng(0)
+    n, d, k = 1200, 12, 4
+    labels = rng.integers(0, k, n)
+    means = rng.normal(0, 3, (k, d))
+    x = torch.tensor(means[labels] + rng.normal(0, 1, (n, d)), dtype=torch.float64)
+    names = [f"c{i}" for i in labels]
+    before = LogisticRegression(max_iter=2000).fit(x[:800].numpy(), labels[:800]).score(x[800:].numpy(), labels[800:])
+    erased = fit_eraser(x, names)(x).numpy()
+    after = LogisticRegression(max_iter=2000).fit(erased[:800], labels[:800]).score(erased[800:], labels[800:])
+    chance = np.bincount(labels[800:]).max() / 400
+    assert before > 0.95
+    assert after <= chance + 0.05, (after, chance)
+
+
+def test_truth_ratio_and_auc_by_hand() -> None:
+    prob = np.array([0.5, 0.1])
+    pert = np.array([[0.25, 0.25, 0.25], [0.1, 0.2, 0.3]])
+    assert np.allclose(truth_ratio(prob, pert), [0.5, 2.0])
+    assert auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert auc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+    assert auc(np.array([0.0]), np.array([1.0])) == 0.0
+
+
+def test_tinytofu_is_deterministic_and_split() -> None:
+    a, b = data.generate(3), data.generate(3)
+    assert a == b
+    assert data.generate(4) != a
+    names = {s: {e.name for e in a.entities_in(s)} for s in data.SPLITS}
+    assert len(names["forget"]) == 12 and len(names["holdout"]) == 12 and len(names["retain"]) == 96
+    trained = {q.entity for q in a.training_set()}
+    assert names["holdout"].isdisjoint(trained)
+    assert names["forget"].isdisjoint({q.entity for q in a.training_set(oracle=True)})
+    assert not any(q.phrasing == "t2" for q in a.training_set())
+    assert a.neighbour() and all(q.split == "retain" for q in a.neighbour())
+    tok = data.build_tokenizer(a)
+    assert tok.unk_token_id not in tok(" ".join(a.texts()[:50]))["input_ids"]
