@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from erasekit.config import Config, check
-from erasekit.erasure import Erasure
+from erasekit.erasure import Erasure, Method
 from erasekit.linalg import orthogonal_to_span
 from erasekit.lm.model import LM, _token_logprobs, batch_qa, decoder_layers, fingerprint
 from erasekit.lm.tasks import Forget, Task, get_task
@@ -57,25 +57,16 @@ def group_parameters(model: torch.nn.Module, group: str, upto: int | None = None
     return out
 
 
-class LMMethod:
-    """A language-model unlearning method: ``fit(lm, forget, config) -> LMErasure``."""
+class LMMethod(Method):
+    """A language-model unlearning method: ``fit(lm, forget, config) -> LMErasure``. The diffusion
+    :class:`~erasekit.erasure.Method` contract (``config_class``, ``group``, ``install``, ``summary``)
+    with a :class:`~erasekit.lm.model.LM` in place of the pipeline and a :class:`Forget` spec in
+    place of the concept."""
 
-    name: ClassVar[str]
-    config_class: ClassVar[type[Config]]
     group: ClassVar[str | None] = "layers"
 
-    def fit(self, lm: LM, forget: Forget, config: Config, progress: bool = True) -> "LMErasure":
+    def fit(self, lm: LM, forget: Forget, config: Config, progress: bool = True) -> "LMErasure":  # type: ignore[override]
         raise NotImplementedError
-
-    def declared_group(self, config: Config) -> str | None:
-        return self.group
-
-    def install(self, target: Any, erasure: "LMErasure") -> Callable[[], None]:
-        raise NotImplementedError(f"{self.name} has no inference-time hook")
-
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
 
 
 LM_METHODS: Registry[LMMethod] = Registry("language-model method", LMMethod)
