@@ -26,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", default="npo", choices=("graddiff", "gradascent", "npo", "simnpo"))
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--params", default="layers", choices=("layers", "mlp", "residual_writers"))
+    ap.add_argument("--params", default="layers", choices=("layers", "mlp", "residual_writers", "down_proj"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
