@@ -39,6 +39,15 @@ def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
     return out[0], out[1]
 
 
+def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM, **kw) -> str:
+    """Evaluate and run every attack (a stored evaluation or attack is reused); returns the run id."""
+    run_id = E.evaluate(store, lm, spec, oracle=oracle, **kw)["run_id"]
+    for a in ATTACKS:
+        if f"attack:{a}" not in store.metric_names_done(run_id):
+            E.attack(store, run_id, lm, spec, a, erasure=kw.get("erasure"), oracle=oracle)
+    return run_id
+
+
 def row(store: Store, run_id: str) -> dict[str, float | None]:
     m = store.metrics(run_id)
 
@@ -76,11 +85,7 @@ def main() -> None:
     store = Store(args.db)
     rows = []
     for label, lm_, kind in (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle")):
-        r = E.evaluate(store, lm_, spec, oracle=oracle, name=label, kind=kind)
-        for a in ATTACKS:
-            if f"attack:{a}" not in store.metric_names_done(r["run_id"]):
-                E.attack(store, r["run_id"], lm_, spec, a, oracle=oracle)
-        rows.append((label, "-", row(store, r["run_id"])))
+        rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, name=label, kind=kind))))
     for entry in args.methods.split(","):
         name, _, flag = entry.partition("+")
         if name not in lm_method_names():
@@ -89,11 +94,7 @@ def main() -> None:
         t = time.perf_counter()
         art = get_lm_method(name).fit(full, spec, cfg, progress=False)
         fit_s = time.perf_counter() - t
-        r = E.evaluate(store, full, spec, erasure=art, oracle=oracle, name=entry)  # stored runs are reused
-        for a in ATTACKS:
-            if f"attack:{a}" not in store.metric_names_done(r["run_id"]):
-                E.attack(store, r["run_id"], full, spec, a, erasure=art, oracle=oracle)
-        rows.append((entry, f"{fit_s:.1f}", row(store, r["run_id"])))
+        rows.append((entry, f"{fit_s:.1f}", row(store, evaluated(store, full, spec, oracle, erasure=art, name=entry))))
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "model utility", "forget quality",
             "probe acc", "relearn recovery (oracle)", "int4 change", "privleak")
     lines = []

@@ -55,18 +55,14 @@ class Method:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
 
-METHODS: Registry[Method] = Registry("method", Method)
+METHODS: Registry[Method] = Registry("method", Method, package="erasekit.methods")
 
 
 def get_method(name: str) -> Method:
-    import erasekit.methods  # noqa: F401  (registers every method)
-
-    return METHODS.get(name)()
+    return METHODS.create(name)
 
 
 def method_names() -> list[str]:
-    import erasekit.methods  # noqa: F401
-
     return METHODS.names()
 
 

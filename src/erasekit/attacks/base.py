@@ -176,18 +176,14 @@ class Attack:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
 
-ATTACKS: Registry[Attack] = Registry("attack", Attack)
+ATTACKS: Registry[Attack] = Registry("attack", Attack, package="erasekit.attacks")
 
 
 def get_attack(name: str) -> Attack:
-    import erasekit.attacks  # noqa: F401  (registers every attack)
-
-    return ATTACKS.get(name)()
+    return ATTACKS.create(name)
 
 
 def attack_names() -> list[str]:
-    import erasekit.attacks  # noqa: F401
-
     return ATTACKS.names()
 
 

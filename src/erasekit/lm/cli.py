@@ -45,11 +45,7 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
 
 
 def cmd_lm_erase(args: argparse.Namespace) -> None:
-    import torch
-
     from erasekit.lm.unlearning import get_lm_method, make_lm_config
-    from erasekit.metrics.cost import track
-    from erasekit.testbed.weights_io import git_commit, package_versions
 
     cli = _cli()
     method = get_lm_method(args.method)
@@ -58,11 +54,7 @@ def cmd_lm_erase(args: argparse.Namespace) -> None:
     cli._check_new_dir(out)
     spec = _forget(args)
     lm = _load_lm(args.model)
-    torch.manual_seed(0)
-    with track() as cost:
-        erasure = method.fit(lm, spec, config, progress=True)
-    erasure.extra.update(cost, base_model=args.model, commit=git_commit(), versions=package_versions(),
-                         torch_threads=torch.get_num_threads())
+    erasure = cli.fit_recorded(method, lm, spec, config, base_model=args.model)
     erasure.save(out)
     print(f"{args.method} unlearned {spec.task!r} in {erasure.extra['fit_seconds']:.1f} s "
           f"({len(erasure.tensors)} tensors); artifact in {out}")
@@ -90,7 +82,8 @@ def _print(values: dict, as_json: bool, header: str) -> None:
         print(f"  {k:28s} {v['value']:.4g}{ci_s}")
 
 
-def cmd_lm_eval(args: argparse.Namespace) -> None:
+def _evaluated(args: argparse.Namespace, force: bool = False):
+    """Load what ``lm eval`` / ``lm attack`` name and evaluate it (a stored evaluation is reused)."""
     from erasekit.lm import evaluate as E
 
     erasure = _artifact(args)
@@ -98,8 +91,13 @@ def cmd_lm_eval(args: argparse.Namespace) -> None:
     store = _cli()._open_store(args.db)
     lm = _load_lm(args.model)
     oracle = _load_lm(args.oracle, "--oracle") if args.oracle else None
-    res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run, force=args.force,
+    res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run, force=force,
                      name=Path(args.run).name if args.run else None)
+    return res, store, lm, spec, erasure, oracle
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> None:
+    res = _evaluated(args, force=args.force)[0]
     vals = {k: {kk: vv for kk, vv in v.items() if kk != "meta"} for k, v in res["metrics"].items()}
     _print({"run_id": res["run_id"], "cached": res["cached"], "metrics": vals} if args.json else vals, args.json,
            f"run {res['run_id']}{' (stored; --force to recompute)' if res['cached'] else ''}")
@@ -112,13 +110,7 @@ def cmd_lm_attack(args: argparse.Namespace) -> None:
     atk = get_lm_attack(args.attack)  # ValueError with "did you mean" -> exit 2
     if args.budget is not None:
         atk.check_budget(args.budget)
-    erasure = _artifact(args)
-    spec = erasure.concept if erasure is not None else _forget(args)
-    store = _cli()._open_store(args.db)
-    lm = _load_lm(args.model)
-    oracle = _load_lm(args.oracle, "--oracle") if args.oracle else None
-    res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run,
-                     name=Path(args.run).name if args.run else None)
+    res, store, lm, spec, erasure, oracle = _evaluated(args)
     out = E.attack(store, res["run_id"], lm, spec, args.attack, erasure=erasure, oracle=oracle,
                    budget=args.budget, seed=args.seed)
     _print(out if args.json else out["values"], args.json,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def evaluate(store: Store, lm: M.LM, spec: Forget, *, erasure: LMErasure | None 
         return {"run_id": run_id, "metrics": store.metrics(run_id), "cached": True}
     start = time.perf_counter()
     base_scores = compute_scores(lm, task)
-    oracle_scores = compute_scores(oracle, task) if oracle is not None else None
+    oracle_scores = (base_scores if oracle is lm else compute_scores(oracle, task)) if oracle is not None else None
     if erasure is not None:
         with erasure.applied(lm):
             scores = compute_scores(lm, task)
@@ -93,10 +94,7 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
     atk.check_budget(budget)
     task = get_task(spec)
     start = time.perf_counter()
-    if erasure is not None:
-        with erasure.applied(lm):
-            values = atk.run(lm, task, oracle, budget, seed)
-    else:
+    with erasure.applied(lm) if erasure is not None else nullcontext():
         values = atk.run(lm, task, oracle, budget, seed)
     wall = round(time.perf_counter() - start, 2)
     values = {k: Value(v.value, v.low, v.high, v.higher_is_better, v.n, v.samples,

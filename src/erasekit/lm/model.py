@@ -15,6 +15,7 @@ prompt, and whether every answer token is the argmax (TOFU's exact match).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -163,6 +164,21 @@ def train_tiny(bench: data.TinyTOFU, oracle: bool = False, steps: int = 600, see
 
 
 # -- batching and scoring ----------------------------------------------------------------------
+def _pad(rows: Sequence[list[int]], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token rows with ``fill``; returns ``(ids, attention_mask)``."""
+    ids = torch.full((len(rows), max(len(r) for r in rows)), fill, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _pad_id(lm: LM) -> int:
+    tok = lm.tokenizer
+    return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+
 def batch_qa(lm: LM, pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (answer tokens only) for (question, answer)."""
     tok = lm.tokenizer
@@ -172,15 +188,8 @@ def batch_qa(lm: LM, pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor
         a = tok(lm.answer_text(answer), add_special_tokens=False)["input_ids"]
         rows.append(p + a)
         labels.append([-100] * len(p) + a)
-    width = max(len(r) for r in rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    lab = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, l) in enumerate(zip(rows, labels)):
-        ids[i, : len(r)] = torch.tensor(r)
-        lab[i, : len(l)] = torch.tensor(l)
-        mask[i, : len(r)] = 1
+    ids, mask = _pad(rows, _pad_id(lm))
+    lab, _ = _pad(labels, -100)
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
@@ -194,6 +203,12 @@ def _token_logprobs(lm: LM, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
     tok_lp = logp.gather(-1, safe[..., None])[..., 0] * mask
     hit = (logits.argmax(-1) == safe) | ~mask
     return tok_lp, hit, mask
+
+
+def mean_token_nll(lm: LM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Answer negative log-likelihood per item, averaged over its answer tokens (differentiable)."""
+    tok_lp, _, mask = _token_logprobs(lm, batch)
+    return -(tok_lp.sum(1) / mask.sum(1).clamp(min=1))
 
 
 def nll(lm: LM, items: Sequence[data.QA] | Sequence[tuple[str, str]]) -> torch.Tensor:
@@ -242,13 +257,7 @@ def last_token_states(lm: LM, questions: Sequence[str], batch: int = 64) -> list
     per_layer: list[list[torch.Tensor]] = []
     for i in range(0, len(questions), batch):
         rows = [tok(lm.prompt(q), add_special_tokens=False)["input_ids"] for q in questions[i : i + batch]]
-        width = max(len(r) for r in rows)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, r in enumerate(rows):
-            ids[j, : len(r)] = torch.tensor(r)
-            mask[j, : len(r)] = 1
+        ids, mask = _pad(rows, _pad_id(lm))
         out = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         last = mask.sum(1) - 1
         for layer, h in enumerate(out.hidden_states):
@@ -268,6 +277,11 @@ def generate(lm: LM, questions: Sequence[str], max_new_tokens: int = 24) -> list
                                 do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)
         outs.append(lm.tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip())
     return outs
+
+
+def clone(lm: LM, name: str | None = None) -> LM:
+    """A deep copy of the model (weights and installed hooks) that may be changed freely."""
+    return LM(copy.deepcopy(lm.model), lm.tokenizer, name or lm.name, lm.chat)
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:

@@ -6,10 +6,10 @@ A :class:`Forget` spec is the language-model counterpart of a diffusion :class:`
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
+from erasekit.config import Config
 from erasekit.lm import data
 from erasekit.lm.data import QA
 
@@ -17,13 +17,14 @@ TASKS = ("tinytofu", "harry-potter")
 
 
 @dataclass(frozen=True)
-class Forget:
+class Forget(Config):
     """``task``: ``tinytofu`` (the forget split of TinyTOFU drawn with ``seed``) or ``harry-potter``."""
 
     task: str = "tinytofu"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.check_types()
         if self.task not in TASKS:
             close = difflib.get_close_matches(self.task, TASKS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -32,16 +33,6 @@ class Forget:
     @property
     def name(self) -> str:
         return self.task
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Forget":
-        unknown = set(d) - {"task", "seed"}
-        if unknown:
-            raise ValueError(f"unknown Forget key(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ retain term NLL or KL, optional GU projection).
 
 from __future__ import annotations
 
-import copy
 import re
 import time
 from contextlib import contextmanager
@@ -22,36 +21,33 @@ from tqdm.auto import tqdm
 from erasekit.config import Config, check
 from erasekit.erasure import Erasure, Method
 from erasekit.linalg import orthogonal_to_span
-from erasekit.lm.model import LM, _token_logprobs, batch_qa, decoder_layers, fingerprint
+from erasekit.lm.model import LM, batch_qa, clone, decoder_layers, fingerprint, mean_token_nll
 from erasekit.lm.tasks import Forget, Task, get_task
 from erasekit.losses import next_token_kl
 from erasekit.registry import Registry
 
-#: Named parameter groups of a Llama-style causal LM.
-LM_GROUPS: dict[str, str] = {
-    "layers": "every parameter of the decoder layers (attention, MLP, norms)",
-    "mlp": "the MLP projections of every decoder layer",
-    "residual_writers": "attention o_proj and MLP down_proj of every layer (directional ablation)",
-    "down_proj": "MLP down_proj of every layer (small artifacts on real models)",
-    "rmu": "the MLP projections of the layers up to the RMU layer (set by the method)",
-    "hook": "no weights: a forward hook (LEACE)",
+#: Named parameter groups of a Llama-style causal LM: name -> (pattern over parameter names, what it selects).
+LM_GROUPS: dict[str, tuple[str, str]] = {
+    "layers": (r"(^|\.)layers\.\d+\.", "every parameter of the decoder layers (attention, MLP, norms)"),
+    "mlp": (r"(^|\.)layers\.\d+\.mlp\.", "the MLP projections of every decoder layer"),
+    "residual_writers": (r"(^|\.)layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$",
+                         "attention o_proj and MLP down_proj of every layer (directional ablation)"),
+    "down_proj": (r"(^|\.)layers\.\d+\.mlp\.down_proj\.weight$",
+                  "MLP down_proj of every layer (small artifacts on real models)"),
 }
 
 
 def group_parameters(model: torch.nn.Module, group: str, upto: int | None = None) -> dict[str, torch.nn.Parameter]:
-    pats = {
-        "layers": r"(^|\.)layers\.\d+\.",
-        "mlp": r"(^|\.)layers\.\d+\.mlp\.",
-        "residual_writers": r"(^|\.)layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$",
-        "down_proj": r"(^|\.)layers\.\d+\.mlp\.down_proj\.weight$",
-    }
+    """The parameters of a named group; ``"rmu"`` with ``upto=l`` is the MLPs of layers ``l-2 .. l``."""
     if group == "rmu":
         assert upto is not None
-        lo = max(0, upto - 2)
-        pats["rmu"] = r"(^|\.)layers\.(" + "|".join(str(i) for i in range(lo, upto + 1)) + r")\.mlp\."
-    if group not in pats:
-        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(pats)}")
-    out = {n: p for n, p in model.named_parameters() if re.search(pats[group], n)}
+        layers = "|".join(str(i) for i in range(max(0, upto - 2), upto + 1))
+        pattern = r"(^|\.)layers\.(" + layers + r")\.mlp\."
+    elif group in LM_GROUPS:
+        pattern = LM_GROUPS[group][0]
+    else:
+        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(LM_GROUPS)}, rmu")
+    out = {n: p for n, p in model.named_parameters() if re.search(pattern, n)}
     if not out:
         raise ValueError(f"parameter group {group!r} selects nothing in {type(model).__name__}")
     return out
@@ -69,18 +65,14 @@ class LMMethod(Method):
         raise NotImplementedError
 
 
-LM_METHODS: Registry[LMMethod] = Registry("language-model method", LMMethod)
+LM_METHODS: Registry[LMMethod] = Registry("language-model method", LMMethod, package="erasekit.lm.methods")
 
 
 def get_lm_method(name: str) -> LMMethod:
-    import erasekit.lm.methods  # noqa: F401  (registers every method)
-
-    return LM_METHODS.get(name)()
+    return LM_METHODS.create(name)
 
 
 def lm_method_names() -> list[str]:
-    import erasekit.lm.methods  # noqa: F401
-
     return LM_METHODS.names()
 
 
@@ -115,13 +107,14 @@ class LMErasure(Erasure):
 
 
 def touched(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    """Detached copies of ``params`` (an artifact's tensors, or values to restore)."""
     return {k: p.detach().clone() for k, p in params.items()}
 
 
 @contextmanager
 def restored(model: torch.nn.Module, params: dict[str, torch.nn.Parameter]) -> Iterator[None]:
     """Run a fit that edits ``params`` in place, then put the original values back."""
-    saved = {k: p.detach().clone() for k, p in params.items()}
+    saved = touched(params)
     try:
         yield
     finally:
@@ -171,8 +164,7 @@ class GradientConfig(Config):
         check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
         check(self.alpha >= 0 and self.gamma >= 0, "alpha", "alpha and gamma must be >= 0")
         check(self.retain in ("nll", "kl", "none"), "retain", f"must be nll, kl or none, got {self.retain!r}")
-        check(self.params in ("layers", "mlp", "residual_writers", "down_proj"), "params",
-              f"must be layers, mlp, residual_writers or down_proj, got {self.params!r}")
+        check(self.params in LM_GROUPS, "params", f"must be one of {', '.join(LM_GROUPS)}, got {self.params!r}")
         check(self.gu_window >= 1, "gu_window", f"must be >= 1, got {self.gu_window}")
         check(self.optimizer in ("adamw", "sgd"), "optimizer", f"must be adamw or sgd, got {self.optimizer!r}")
 
@@ -198,8 +190,7 @@ def _set_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
 
 def retain_loss(lm: LM, ref: LM | None, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
     if kind == "nll":
-        tok_lp, _, mask = _token_logprobs(lm, batch)
-        return -(tok_lp.sum(1) / mask.sum(1).clamp(min=1)).mean()
+        return mean_token_nll(lm, batch).mean()
     assert ref is not None
     logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     with torch.no_grad():
@@ -208,10 +199,11 @@ def retain_loss(lm: LM, ref: LM | None, batch: dict[str, torch.Tensor], kind: st
 
 
 def frozen_copy(lm: LM) -> LM:
-    model = copy.deepcopy(lm.model).eval()
-    for p in model.parameters():
+    ref = clone(lm, lm.name + "-ref")
+    ref.model.eval()
+    for p in ref.model.parameters():
         p.requires_grad_(False)
-    return LM(model, lm.tokenizer, lm.name + "-ref", lm.chat)
+    return ref
 
 
 def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTerm, *, needs_ref: bool = False,
@@ -220,7 +212,8 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
     """Minimise ``gamma * forget_term + alpha * retain`` over ``params``; returns the new tensors (the
     model is restored) and a log. With ``cfg.gu`` the forget gradient is projected off the span of
     the recent retain gradients before it is combined, so with SGD the step leaves the retain loss
-    unchanged to first order. ``retain_term`` replaces the NLL/KL retain loss (RMU's activation term)."""
+    unchanged to first order. ``retain_term`` replaces the NLL/KL retain loss (RMU's activation term)
+    and always runs, whatever ``cfg.retain`` says."""
 
     def retain_fn(batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
         return retain_term(lm, batch, ref) if retain_term is not None else retain_loss(lm, ref, batch, kind)
@@ -236,6 +229,7 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
         p.requires_grad_(n in names)
     opt = (torch.optim.AdamW(plist, lr=cfg.lr, weight_decay=0.0) if cfg.optimizer == "adamw"
            else torch.optim.SGD(plist, lr=cfg.lr))
+    use_retain = (retain_term is not None or cfg.retain != "none") and cfg.alpha > 0
     window: list[torch.Tensor] = []
     log: dict[str, Any] = {"forget_loss": [], "retain_loss": []}
     start = time.perf_counter()
@@ -248,7 +242,6 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
                 rb = batch_qa(lm, [(q.question, q.answer) for q in _sample(task.retain_train, cfg.batch, gen)])
                 opt.zero_grad(set_to_none=True)
                 lf = cfg.gamma * forget_term(lm, fb, ref)
-                use_retain = cfg.retain != "none" and cfg.alpha > 0
                 if cfg.gu:
                     lf.backward()
                     g_f = _flat_grad(plist)

@@ -97,18 +97,14 @@ class Metric:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
 
-METRICS: Registry[Metric] = Registry("metric", Metric)
+METRICS: Registry[Metric] = Registry("metric", Metric, package="erasekit.metrics")
 
 
 def get_metric(name: str) -> Metric:
-    import erasekit.metrics  # noqa: F401  (registers every metric)
-
-    return METRICS.get(name)()
+    return METRICS.create(name)
 
 
 def metric_names() -> list[str]:
-    import erasekit.metrics  # noqa: F401
-
     return METRICS.names()
 
 

@@ -1,12 +1,11 @@
 """The language-model attack contract: ``run(lm, task, oracle, budget, seed) -> {key: Value}``.
 
-``lm`` has the erasure applied; attacks never change it (they work on copies). Attacks that mean
+``lm`` has the erasure applied; attacks never change it (they work on :func:`~erasekit.lm.model.clone` copies). Attacks that mean
 something only against the oracle (relearning, probing) run on the oracle too and report both.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import ClassVar
 
 from erasekit.lm.model import LM
@@ -36,21 +35,12 @@ class LMAttack:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
 
-LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack)
+LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack, package="erasekit.lm.attacks")
 
 
 def get_lm_attack(name: str) -> LMAttack:
-    import erasekit.lm.attacks  # noqa: F401
-
-    return LM_ATTACKS.get(name)()
+    return LM_ATTACKS.create(name)
 
 
 def lm_attack_names() -> list[str]:
-    import erasekit.lm.attacks  # noqa: F401
-
     return LM_ATTACKS.names()
-
-
-def clone(lm: LM) -> LM:
-    """A deep copy (weights and installed hooks) the attack may change freely."""
-    return LM(copy.deepcopy(lm.model), lm.tokenizer, lm.name, lm.chat)

@@ -8,18 +8,15 @@ accuracy with the oracle's for reference. Budget: phrasings tried per fact.
 
 from __future__ import annotations
 
-import numpy as np
-
 from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
-from erasekit.lm.metrics.base import compute_scores, point
+from erasekit.lm.metrics.base import accuracy, point
 from erasekit.lm.model import LM
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
 
 
 def _accs(lm: LM, task: Task, sets: tuple[str, ...]) -> dict[str, float]:
-    sc = compute_scores(lm, task)
-    return {s: float(np.mean(sc.correct[s])) for s in sets if s in sc.correct}
+    return {s: float(accuracy(lm, task, task.eval[s]).mean()) for s in sets}
 
 
 class _SetAttack(LMAttack):

@@ -10,12 +10,11 @@ from __future__ import annotations
 import torch
 
 from erasekit.linalg import quantize_rtn
-from erasekit.lm import model as M
-from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack, clone
-from erasekit.lm.model import LM
+from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
+from erasekit.lm.metrics.base import accuracy, point
+from erasekit.lm.model import LM, clone
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
-from erasekit.lm.metrics.base import compute_scores, point
 
 
 def quantized(lm: LM, bits: int) -> LM:
@@ -40,11 +39,10 @@ class Quantize(LMAttack):
 
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
         self.check_budget(budget)
-        before = compute_scores(lm, task)
-        after = compute_scores(quantized(lm, budget), task)
-        f0, f1 = before.correct["forget"].mean(), after.correct["forget"].mean()
-        r0, r1 = before.correct["retain"].mean(), after.correct["retain"].mean()
-        n = len(before.correct["forget"])
-        return {f"int{budget}_forget_acc": point(f1, False, n),
-                f"int{budget}_forget_change": point(f1 - f0, False, n),
-                f"int{budget}_retain_change": point(r1 - r0, True, len(before.correct["retain"]))}
+        q = quantized(lm, budget)
+        forget, retain = task.eval["forget"], task.eval["retain"]
+        f0, f1 = accuracy(lm, task, forget).mean(), accuracy(q, task, forget).mean()
+        r0, r1 = accuracy(lm, task, retain).mean(), accuracy(q, task, retain).mean()
+        return {f"int{budget}_forget_acc": point(f1, False, len(forget)),
+                f"int{budget}_forget_change": point(f1 - f0, False, len(forget)),
+                f"int{budget}_retain_change": point(r1 - r0, True, len(retain))}

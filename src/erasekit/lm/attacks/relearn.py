@@ -8,21 +8,12 @@ the oracle's, which never knew the facts, means the unlearning left the knowledg
 
 from __future__ import annotations
 
-import numpy as np
-
 from erasekit.lm import model as M
-from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack, clone
-from erasekit.lm.metrics.base import compute_scores, point
+from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
+from erasekit.lm.metrics.base import accuracy, point
 from erasekit.lm.model import LM
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
-
-
-def relearn_test_acc(lm: LM, task: Task) -> float:
-    if task.keyword:
-        answers = M.generate(lm, [q.question for q in task.relearn_test])
-        return float(np.mean([q.answer.lower() in a.lower() for q, a in zip(task.relearn_test, answers)]))
-    return float(M.score_qa(lm, task.relearn_test).correct.float().mean())
 
 
 @LM_ATTACKS.register("relearn")
@@ -38,11 +29,11 @@ class Relearn(LMAttack):
         return 3e-4 if sum(p.numel() for p in lm.model.parameters()) < 10_000_000 else 2e-5
 
     def _one(self, lm: LM, task: Task, steps: int, seed: int) -> tuple[float, float]:
-        before = relearn_test_acc(lm, task)
-        c = clone(lm)
+        before = float(accuracy(lm, task, task.relearn_test).mean())
+        c = M.clone(lm)
         M.train(c, task.relearn_train, steps, lr=self.lr_for(lm), batch=len(task.relearn_train), seed=seed,
                 progress=False, desc="relearn")
-        return before, relearn_test_acc(c, task)
+        return before, float(accuracy(c, task, task.relearn_test).mean())
 
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
         self.check_budget(budget)

@@ -10,14 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from erasekit.lm.model import LM, _token_logprobs
+from erasekit.lm.model import LM, mean_token_nll
 from erasekit.lm.tasks import Forget
 from erasekit.lm.unlearning import LM_METHODS, GradientConfig, LMErasure, LMMethod, gradient_fit
-
-
-def mean_token_nll(lm: LM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    tok_lp, _, mask = _token_logprobs(lm, batch)
-    return -(tok_lp.sum(1) / mask.sum(1).clamp(min=1))
 
 
 def ascent_term(lm: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:

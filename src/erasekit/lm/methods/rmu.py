@@ -77,16 +77,12 @@ class RMU(LMMethod):
             return mse(_states(m, batch, cfg.layer)[mask], want) / norm**2
 
         params = group_parameters(lm.model, "rmu", upto=cfg.layer)
-        # the retain term always runs (alpha weighs it): RMU's "retain" is activation matching
-        run_cfg = cfg.replace(retain="nll") if cfg.retain == "none" else cfg
-        return gradient_fit(self, lm, forget, run_cfg, forget_term, needs_ref=True, progress=progress,
+        return gradient_fit(self, lm, forget, cfg, forget_term, needs_ref=True, progress=progress,
                              params=params, retain_term=retain_term, extra={"activation_norm": float(norm)})
 
     def fit(self, lm: LM, forget: Forget, config: RMUConfig, progress: bool = True) -> LMErasure:
         if not config.scan:
-            art = self._fit_one(lm, forget, config, progress)
-            art.config = config
-            return art
+            return self._fit_one(lm, forget, config, progress)
         task = get_task(forget)
         base_retain = score_qa(lm, task.eval["retain"]).correct.float().mean().item()
         rows, best, best_key = [], None, None

@@ -59,18 +59,14 @@ class LMMetric:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
 
-LM_METRICS: Registry[LMMetric] = Registry("language-model metric", LMMetric)
+LM_METRICS: Registry[LMMetric] = Registry("language-model metric", LMMetric, package="erasekit.lm.metrics")
 
 
 def get_lm_metric(name: str) -> LMMetric:
-    import erasekit.lm.metrics  # noqa: F401
-
-    return LM_METRICS.get(name)()
+    return LM_METRICS.create(name)
 
 
 def lm_metric_names() -> list[str]:
-    import erasekit.lm.metrics  # noqa: F401
-
     return LM_METRICS.names()
 
 
@@ -122,15 +118,25 @@ def _first_token(lm: M.LM, questions: list[str]) -> torch.Tensor:
     return torch.stack(outs)
 
 
+def accuracy(lm: M.LM, task: Task, questions: list) -> np.ndarray:
+    """Per question, 1.0 if answered: teacher-forced exact match, or for keyword tasks (real chat
+    models) the keyword in the greedy answer."""
+    if task.keyword:
+        answers = M.generate(lm, [q.question for q in questions])
+        return np.array([q.answer.lower() in a.lower() for q, a in zip(questions, answers)], dtype=float)
+    return M.score_qa(lm, questions).correct.float().numpy()
+
+
+def benign_questions(task: Task) -> list[str]:
+    """The prompts of the first-token KL: up to 64 retain questions and the general ones."""
+    return [q.question for q in task.eval["retain"][:64] + task.eval.get("general", [])]
+
+
 def compute_scores(lm: M.LM, task: Task) -> Scores:
     """Everything the metrics need from one model (a few forward passes per question)."""
     if task.keyword:
-        correct = {}
-        for name, qs in task.eval.items():
-            answers = M.generate(lm, [q.question for q in qs])
-            correct[name] = np.array([q.answer.lower() in a.lower() for q, a in zip(qs, answers)], dtype=float)
-        benign = [q.question for q in task.eval["retain"] + task.eval.get("general", [])]
-        return Scores(correct, first_token=_first_token(lm, benign))
+        correct = {name: accuracy(lm, task, qs) for name, qs in task.eval.items()}
+        return Scores(correct, first_token=_first_token(lm, benign_questions(task)))
     sc = Scores(correct={})
     for name, qs in task.eval.items():
         s = M.score_qa(lm, qs)
@@ -143,6 +149,5 @@ def compute_scores(lm: M.LM, task: Task) -> Scores:
     for name in ("forget", "holdout"):
         if name in task.eval:
             sc.mia_loss[name], sc.mia_mink[name] = _membership(lm, task.eval[name])
-    benign = [q.question for q in task.eval["retain"][:64] + task.eval.get("general", [])]
-    sc.first_token = _first_token(lm, benign)
+    sc.first_token = _first_token(lm, benign_questions(task))
     return sc
