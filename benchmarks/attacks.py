@@ -26,6 +26,7 @@ METHODS = {  # name -> (method, overrides)
     "esd-x": ("esd", {"train_method": "esd-x"}),
     "sld": ("sld", {}),
     "negative_prompt": ("negative_prompt", {}),
+    "negative_prompt-negate": ("negative_prompt", {"mode": "negate"}),
 }
 
 

@@ -4,7 +4,8 @@ For each method: fit on the built-in concept (default ``skull``), apply, and mea
 judge how often target prompts still show the target (training phrasings, 4 seeds) and how
 accurate the other shapes stay on their own prompts; also the fit time. The unedited model is
 measured in the same run. Usage: ``python benchmarks/erasure_effect.py [--concept skull]
-[--methods uce,rece,esd,sld,negative_prompt]``.
+[--methods uce,rece,esd,sld,negative_prompt]``; a method may carry config overrides,
+``negative_prompt:mode=negate`` or ``sld:preset=max:warmup_steps=0``.
 """
 
 from __future__ import annotations
@@ -35,20 +36,30 @@ def main() -> None:
     pipe, judge = load_testbed(), load_judge()
     concept = get_concept(args.concept)
     rows = {"unedited": {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": 0.0}}
-    for name in args.methods.split(","):
+    for label in args.methods.split(","):
+        name, *pairs = label.split(":")
+        overrides = {k: _value(v) for k, v in (pair.split("=", 1) for pair in pairs)}
         t0 = time.perf_counter()
         torch.manual_seed(0)
-        erasure = get_method(name).fit(pipe, concept, make_config(name), progress=False)
+        erasure = get_method(name).fit(pipe, concept, make_config(name, overrides), progress=False)
         fit = time.perf_counter() - t0
         with erasure.applied(pipe):
-            rows[name] = {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": round(fit, 2)}
+            rows[label] = {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": round(fit, 2)}
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"concept {args.concept!r}; {rows['unedited']['images']} images per row (4 seeds)")
-    print(f"{'method':16s} {'target rate':>12s} {'other shapes acc':>17s} {'fit s':>8s}")
+    print(f"{'method':28s} {'target rate':>12s} {'other shapes acc':>17s} {'fit s':>8s}")
     for name, r in rows.items():
-        print(f"{name:16s} {r['target_rate']:12.3f} {r['other_shapes_accuracy']:17.3f} {r['fit_seconds']:8.2f}")
+        print(f"{name:28s} {r['target_rate']:12.3f} {r['other_shapes_accuracy']:17.3f} {r['fit_seconds']:8.2f}")
+
+
+def _value(text: str) -> object:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 if __name__ == "__main__":

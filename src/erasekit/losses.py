@@ -28,6 +28,8 @@ def denoising_loss(
     states: torch.Tensor,
     generator: torch.Generator,
     timesteps: torch.Tensor | None = None,
+    guidance: float | None = None,
+    uncond: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The model's own training loss on clean samples ``x0`` under conditioning ``states``.
 
@@ -35,13 +37,25 @@ def denoising_loss(
     ``prediction_type`` (epsilon, v_prediction or sample). This is UnlearnDiffAtk's "diffusion
     classifier" objective (Zhang et al. 2024), textual inversion's loss (Gal et al. 2023) and the
     fine-tuning loss of recovery attacks.
+
+    With ``guidance`` (and the unconditional ``uncond`` states), the prediction is the guided one a
+    sampler uses, ``e_0 + g (e_c - e_0)``, from one CFG batch, so inference-time guards hooked on
+    CFG batches (SLD, negative prompt) act on it: P4D's objective for SLD (Chin et al., ICML 2024).
     """
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     if timesteps is None:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
     timesteps = timesteps.to(x0.device)
     x_t = scheduler.add_noise(x0, noise, timesteps)
-    pred = unet(x_t, timesteps, encoder_hidden_states=states).sample
+    if guidance is None:
+        pred = unet(x_t, timesteps, encoder_hidden_states=states).sample
+    else:
+        if uncond is None:
+            raise ValueError("guidance needs the unconditional states (uncond)")
+        n = x0.shape[0]
+        both = torch.cat([uncond.expand(n, -1, -1).to(states), states.expand(n, -1, -1)])
+        e_0, e_c = unet(torch.cat([x_t, x_t]), torch.cat([timesteps, timesteps]), encoder_hidden_states=both).sample.chunk(2)
+        pred = e_0 + guidance * (e_c - e_0)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise

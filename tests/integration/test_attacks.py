@@ -53,6 +53,19 @@ def test_white_box_attacks_break_uce(name, shipped_testbed, shipped_judge, uce):
     assert result.asr >= 0.5
 
 
+def test_latent_inversion_breaks_the_negated_negative_prompt(shipped_testbed, shipped_judge):
+    """The negative-prompt baseline in negate mode hides skull at the deployed guidance; latent
+    inversion brings it back (the acceptance pair with UCE above)."""
+    erasure = get_method("negative_prompt").fit(shipped_testbed, get_concept("skull"),
+                                                make_config("negative_prompt", {"mode": "negate"}), progress=False)
+    ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
+    assert ctx.guard
+    with erasure.applied(shipped_testbed):
+        result = run_attack(get_attack("latent"), ctx, 4, n_prompts=2, seeds=(0,), progress=False)
+    assert result.pre_asr == 0.0
+    assert result.asr >= 0.5
+
+
 def test_same_seed_same_attack_result(shipped_testbed, shipped_judge, uce):
     erasure = Erasure.load(uce)
     ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)

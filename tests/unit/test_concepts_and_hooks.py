@@ -96,3 +96,74 @@ def test_sld_hook_matches_the_sld_update(random_testbed):
     torch.testing.assert_close(out[:1], e_0, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out[1:], expected, atol=1e-4, rtol=1e-3)  # batched vs single UNet calls
     assert (out[1:] - e_p).abs().max() > 1e-4
+
+
+def _three_predictions(pipe, prompt: str, negative: str):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 32, 32, generator=g)
+    t = torch.tensor(500)
+    states = [encode(pipe, [p]).states for p in ("", prompt, negative)]
+    with torch.no_grad():
+        e_0, e_c, e_n = (pipe.unet(x, t, encoder_hidden_states=s).sample for s in states)
+    return x, t, states, (e_0, e_c, e_n)
+
+
+def test_negate_mode_is_composable_diffusion_not(random_testbed):
+    """negate: the conditional half becomes e_c - scale (e_neg - e_0), so CFG gives
+    e_0 + g ((e_c - e_0) - scale (e_neg - e_0)) (Liu et al. 2022)."""
+    concept = Concept(name="skull", target=("skull",))
+    cfg = make_config("negative_prompt", {"mode": "negate", "scale": 1.5})
+    erasure = get_method("negative_prompt").fit(random_testbed, concept, cfg, progress=False)
+    x, t, (uncond, cond, _), (e_0, e_c, e_n) = _three_predictions(random_testbed, "a red skull on a plain background", "skull")
+    with erasure.applied(random_testbed), torch.no_grad():
+        out = random_testbed.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+    torch.testing.assert_close(out[:1], e_0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1:], e_c - 1.5 * (e_n - e_0), atol=1e-4, rtol=1e-3)
+
+
+def test_guards_leave_batches_of_different_samples_alone(random_testbed):
+    """Attacks and fine-tuning pass even batches of different images: not CFG batches."""
+    concept = Concept(name="skull", target=("skull",))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 32, 32, generator=g)
+    t = torch.tensor([100, 700])
+    states = torch.cat([encode(random_testbed, [""]).states, encode(random_testbed, ["a red skull"]).states])
+    with torch.no_grad():
+        plain = random_testbed.unet(x, t, encoder_hidden_states=states).sample
+        for overrides in ({}, {"mode": "negate"}):
+            erasure = get_method("negative_prompt").fit(random_testbed, concept, make_config("negative_prompt", overrides),
+                                                        progress=False)
+            with erasure.applied(random_testbed):
+                torch.testing.assert_close(random_testbed.unet(x, t, encoder_hidden_states=states).sample, plain)
+
+
+def test_guided_denoising_loss_sees_the_guard(random_testbed):
+    """With guidance, the loss is taken on e_0 + g (e_c - e_0) from one CFG batch, so a guard acts."""
+    from erasekit.losses import denoising_loss
+
+    pipe = random_testbed
+    x0 = torch.rand(1, 3, 32, 32) * 2 - 1
+    cond, uncond = encode(pipe, ["a red skull on a plain background"]).states, encode(pipe, [""]).states
+
+    def loss(**kw):
+        with torch.no_grad():
+            return float(denoising_loss(pipe.unet, pipe.scheduler, x0, cond, torch.Generator().manual_seed(3), **kw))
+
+    g1 = loss(guidance=1.0, uncond=uncond)
+    assert g1 == pytest.approx(loss(), rel=1e-4)  # guidance 1 is the conditional prediction
+    g2 = loss(guidance=2.0, uncond=uncond)
+    assert g2 != pytest.approx(g1, rel=1e-3)
+    erasure = get_method("negative_prompt").fit(pipe, Concept(name="skull", target=("skull",)),
+                                                make_config("negative_prompt", {"mode": "negate"}), progress=False)
+    with erasure.applied(pipe):
+        assert loss() == pytest.approx(g1, rel=1e-4)  # one sample: not a CFG batch, the guard is off
+        assert loss(guidance=2.0, uncond=uncond) != pytest.approx(g2, rel=1e-3)
+    with pytest.raises(ValueError, match="uncond"):
+        loss(guidance=2.0)
+
+
+def test_negative_prompt_config_errors():
+    with pytest.raises(ValueError, match="mode"):
+        make_config("negative_prompt", {"mode": "subtract"})
+    with pytest.raises(ValueError, match="scale"):
+        make_config("negative_prompt", {"scale": 0})

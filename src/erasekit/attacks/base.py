@@ -22,6 +22,8 @@ import torch
 
 from erasekit.concepts import Concept
 from erasekit.erasure import Erasure
+from erasekit.losses import denoising_loss
+from erasekit.pipelines import encode
 from erasekit.registry import Registry
 from erasekit.testbed import data
 from erasekit.testbed.fidelity import generate_jobs
@@ -116,6 +118,7 @@ class AttackContext:
     judge: Any
     steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @contextmanager
     def unedited(self) -> Iterator[Any]:
@@ -127,6 +130,22 @@ class AttackContext:
             yield self.pipe
         finally:
             self.erasure.apply(self.pipe, force=True)
+
+    @property
+    def guard(self) -> bool:
+        """Whether the erasure acts only while sampling (a hook on CFG batches; no weight changes)."""
+        e = self.erasure
+        return e is not None and e._get_method(e.method).declared_group(e.config) is None
+
+    def loss(self, unet: torch.nn.Module, x0: torch.Tensor, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The erased model's denoising loss on ``x0``; against an inference-time guard it is taken
+        on the guided prediction at the deployed guidance, where the guard acts."""
+        if not self.guard:
+            return denoising_loss(unet, self.pipe.scheduler, x0, states, gen)
+        if "uncond" not in self._cache:
+            self._cache["uncond"] = encode(self.pipe, [""]).states
+        return denoising_loss(unet, self.pipe.scheduler, x0, states, gen, guidance=self.guidance,
+                              uncond=self._cache["uncond"])
 
     def shows_concept(self, verdict: dict[str, str]) -> bool:
         return verdict[self.concept.family] == self.concept.name  # type: ignore[index]

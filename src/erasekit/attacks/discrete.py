@@ -10,7 +10,6 @@ import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 from erasekit.attacks.embedding import frozen, to_x0
-from erasekit.losses import denoising_loss
 from erasekit.pipelines import max_length
 
 FIRST_WORD_ID = 999  # MiniLM/BERT: ids below are [PAD], [unusedN], [CLS], [SEP], [MASK]
@@ -58,7 +57,7 @@ class DiscreteAttack(Attack):
                     soft = masked.softmax(-1)
                     hard = torch.nn.functional.one_hot(soft.argmax(-1), vocab).float()
                     prefix = (hard + soft - soft.detach()) @ words
-                    loss = denoising_loss(pipe.unet, pipe.scheduler, x0, embed_with_prefix(pipe, prefix, target.prompt), gen)
+                    loss = ctx.loss(pipe.unet, x0, embed_with_prefix(pipe, prefix, target.prompt), gen)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

@@ -17,7 +17,6 @@ import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 from erasekit.linalg import closed_form_embedding
-from erasekit.losses import denoising_loss
 from erasekit.pipelines import encode, kv_layers
 
 
@@ -90,7 +89,7 @@ class EmbeddingAttack(Attack):
             last = None
             with frozen(pipe.unet):
                 for step in range(budget):
-                    loss = denoising_loss(pipe.unet, pipe.scheduler, x0, param, gen)
+                    loss = ctx.loss(pipe.unet, x0, param, gen)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

@@ -11,7 +11,6 @@ import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target, attributes_prompt
 from erasekit.attacks.embedding import frozen, to_x0
-from erasekit.losses import denoising_loss
 from erasekit.pipelines import max_length
 
 PLACEHOLDER = "object"  # the word whose embedding the learned token replaces (and starts from)
@@ -58,7 +57,7 @@ class ConceptInversion(Attack):
         last: dict[int, Outcome] = {}
         with frozen(pipe.unet, pipe.text_encoder), counter.on(pipe):
             for step in tqdm(range(budget), desc=self.name, disable=not progress):
-                loss = denoising_loss(pipe.unet, pipe.scheduler, x0, states_with_token(pipe, prompts, token), gen)
+                loss = ctx.loss(pipe.unet, x0, states_with_token(pipe, prompts, token), gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

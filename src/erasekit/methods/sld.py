@@ -18,7 +18,7 @@ from diffusers import DiffusionPipeline
 
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
-from erasekit.methods.negative_prompt import cfg_halves, concept_text
+from erasekit.methods.negative_prompt import cfg_halves, concept_text, guard_hook
 from erasekit.pipelines import encode, fingerprint, unet_call_hook
 
 #: The four presets of the SLD paper / diffusers ``SafetyConfig``.
@@ -74,27 +74,11 @@ class SLD(Method):
     def install(self, pipe: DiffusionPipeline, erasure: Erasure) -> Callable[[], None]:
         p = erasure.extra
         safety = encode(pipe, [p["safety_concept"]]).states
-        state: dict = {"step": 0, "last_t": None, "momentum": None}
+        state: dict = {"step": 0, "last_t": None, "momentum": None, "restart": True}
 
-        def hook(module: torch.nn.Module, args: tuple, kwargs: dict, output):
-            states = cfg_halves(kwargs, args)
-            if states is None:
-                return None
-            sample = kwargs.get("sample", args[0] if args else None)
-            t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-            out = output[0] if isinstance(output, tuple) else output.sample
-            half = out.shape[0] // 2
-            e_0, e_p = out[:half], out[half:]
-            t_val = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
-            if state["last_t"] is None or t_val >= state["last_t"] or state["momentum"] is None \
-                    or state["momentum"].shape != e_p.shape:
+        def update(e_0: torch.Tensor, e_p: torch.Tensor, e_s: torch.Tensor) -> torch.Tensor:
+            if state["momentum"] is None or state["momentum"].shape != e_p.shape or state["restart"]:
                 state.update(step=0, momentum=torch.zeros_like(e_p))
-            state["last_t"] = t_val
-            extra = {k: v for k, v in kwargs.items() if k not in ("sample", "timestep", "encoder_hidden_states",
-                                                                  "return_dict")}
-            t_half = t[half:] if torch.is_tensor(t) and t.dim() and t.shape[0] == 2 * half else t
-            e_s = module.forward(sample[half:], t_half, encoder_hidden_states=safety.to(states).expand(half, -1, -1),
-                                 return_dict=False, **extra)[0]
             scale = torch.clamp((e_p - e_s).abs() * p["sld_guidance_scale"], max=1.0)
             scale = torch.where((e_p - e_s) >= p["threshold"], torch.zeros_like(scale), scale)
             g_s = (e_s - e_0) * scale + p["momentum"] * state["momentum"]
@@ -102,10 +86,16 @@ class SLD(Method):
             if state["step"] >= p["warmup_steps"]:
                 e_p = e_p - g_s
             state["step"] += 1
-            new = torch.cat([e_0, e_p])
-            if isinstance(output, tuple):
-                return (new, *output[1:])
-            output.sample = new
-            return output
+            return e_p
+
+        guard = guard_hook(safety, update)
+
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict, output):
+            t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+            if t is not None and cfg_halves(kwargs, args) is not None:
+                t_val = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+                state["restart"] = state["last_t"] is None or t_val >= state["last_t"]  # a new sampling run
+                state["last_t"] = t_val
+            return guard(module, args, kwargs, output)
 
         return unet_call_hook(pipe, hook)
