@@ -65,11 +65,19 @@ def main() -> None:
         for pooling in train:
             clf = LogisticRegression(C=10.0, max_iter=3000).fit(train[pooling], y_train)
             pred = clf.predict(held[pooling])
-            nn = y_train[(held[pooling] @ train[pooling].T).argmax(1)]
+            nearest = (held[pooling] @ train[pooling].T).argmax(1)
+            nn = y_train[nearest]
             wrong = Counter(p for p, ok in zip(sets["heldout"][1], pred == y_held) if not ok)
             print(f"{family:10s} {pooling:13s} logistic {np.mean(pred == y_held):.2f}  nearest {np.mean(nn == y_held):.2f}"
-                  f"  (train {clf.score(train[pooling], y_train):.2f})  missed: "
+                  f"  (train {clf.score(train[pooling], y_train):.2f})  logistic missed: "
                   + (", ".join(f"{w!r}" for w, _ in wrong.most_common(6)) or "-"))
+            neighbours: dict[str, Counter] = {}
+            for phrase, j, ok in zip(sets["heldout"][1], nearest, nn == y_held):
+                if not ok:
+                    neighbours.setdefault(phrase, Counter())[sets["train"][1][j]] += 1
+            if neighbours:
+                print(f"{'':24s} nearest-neighbour misses: " + ", ".join(
+                    f"{p!r} -> {c.most_common(1)[0][0]!r}" for p, c in neighbours.items()))
 
 
 if __name__ == "__main__":
