@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from erasekit.cli import main
 from erasekit.lm import evaluate as E
@@ -120,6 +122,15 @@ def test_evaluate_attack_store_and_report(tiny_lms, tmp_path) -> None:
     counts = build_report(store, tmp_path / "report.html")
     html = (tmp_path / "report.html").read_text()
     assert counts["runs"] == 2 and "Language models" in html and "relearn_recovery" in html
+    assert html.count("<circle") >= 2 * 2  # both runs on both scatter panels
+
+    from browser import load_page
+
+    page = load_page((tmp_path / "report.html").as_uri(), tmp_path / "shot.png")
+    assert page["title"] == "erasekit report"
+    assert [e for e in page["logs"] if e["level"] == "SEVERE"] == []
+    shot = np.asarray(Image.open(tmp_path / "shot.png").convert("L"), dtype=np.float64)
+    assert shot.std() > 10 and (shot < 100).mean() > 0.001  # text and plots, not a blank page
 
 
 def test_probe_attack_reads_the_full_model_but_not_the_oracle(tiny_lms) -> None:
