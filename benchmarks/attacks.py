@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/attacks")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", action="store_true", help="also print the README table")
+    parser.add_argument("--plain-loss", action="store_true",
+                        help="ablation: white-box losses on the conditional prediction even against inference-time guards")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(args.threads)
@@ -74,7 +76,8 @@ def main() -> None:
             t0 = time.perf_counter()
             r = attack(store, pipe, judge, concept, name, None, erasure, folder, args.prompts, seeds,
                        guidance=args.guidance or DEFAULT_GUIDANCE, progress=False,
-                       name=folder.name + (f" (guidance {args.guidance:g})" if args.guidance else ""))
+                       name=folder.name + (f" (guidance {args.guidance:g})" if args.guidance else "")
+                       + (" (plain loss)" if args.plain_loss else ""), guided_loss=not args.plain_loss)
             broke = [s for s in r["samples"] if s["success"] and not s["pre_success"]]
             per = (sum(s["unet_evals"] for s in broke) / len(broke), sum(s["wall_seconds"] for s in broke) / len(broke)) \
                 if broke else (None, None)

@@ -49,9 +49,9 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     print(f"concept {args.concept!r}; {rows['unedited']['images']} images per row (4 seeds)")
-    print(f"{'method':28s} {'target rate':>12s} {'other shapes acc':>17s} {'fit s':>8s}")
+    print(f"{'method':40s} {'target rate':>12s} {'other shapes acc':>17s} {'fit s':>8s}")
     for name, r in rows.items():
-        print(f"{name:28s} {r['target_rate']:12.3f} {r['other_shapes_accuracy']:17.3f} {r['fit_seconds']:8.2f}")
+        print(f"{name:40s} {r['target_rate']:12.3f} {r['other_shapes_accuracy']:17.3f} {r['fit_seconds']:8.2f}")
 
 
 def _value(text: str) -> object:

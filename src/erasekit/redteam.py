@@ -43,8 +43,12 @@ def attack(
     force: bool = False,
     progress: bool = True,
     name: str | None = None,
+    guided_loss: bool = True,
 ) -> dict[str, Any]:
-    """Run ``attack_name`` against ``erasure`` applied to ``pipe`` (``None``: the unedited model)."""
+    """Run ``attack_name`` against ``erasure`` applied to ``pipe`` (``None``: the unedited model).
+
+    ``guided_loss=False`` is an ablation: white-box losses on the conditional prediction even
+    against inference-time guards (stored as a separate run)."""
     atk = get_attack(attack_name)
     budget = atk.default_budget if budget is None else budget
     if budget < 1:
@@ -52,7 +56,7 @@ def attack(
     base_fp = fingerprint(pipe)
     info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
     settings = {"attack": attack_name, "budget": budget, "n_prompts": n_prompts, "seeds": list(seeds), "seed": seed,
-                "steps": steps, "guidance": guidance}
+                "steps": steps, "guidance": guidance, **({} if guided_loss else {"guided_loss": False})}
     key = {"base": base_fp, "concept": concept.to_dict(), "artifact": None if info is None else info["digest"],
            "method": None if erasure is None else erasure.method, **settings}
     attack_id = content_id(key)
@@ -60,7 +64,7 @@ def attack(
     if stored is not None and not force:
         return {**stored, "samples": store.attack_samples(attack_id), "cached": True}
 
-    ctx = AttackContext(pipe, erasure, concept, judge, steps, guidance)
+    ctx = AttackContext(pipe, erasure, concept, judge, steps, guidance, guided_loss)
     if erasure is not None:
         erasure.apply(pipe)
     try:

@@ -161,6 +161,16 @@ def test_guided_denoising_loss_sees_the_guard(random_testbed):
     with pytest.raises(ValueError, match="uncond"):
         loss(guidance=2.0)
 
+    from erasekit.attacks import AttackContext
+
+    for guided in (True, False):
+        ctx = AttackContext(pipe, erasure, erasure.concept, None, guided_loss=guided)
+        assert ctx.guard
+        with erasure.applied(pipe), torch.no_grad():
+            got = float(ctx.loss(pipe.unet, x0, cond, torch.Generator().manual_seed(3)))
+            want = loss(guidance=ctx.guidance, uncond=uncond) if guided else loss()
+        assert got == pytest.approx(want, rel=1e-4)
+
 
 def test_negative_prompt_config_errors():
     with pytest.raises(ValueError, match="mode"):

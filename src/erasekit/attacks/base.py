@@ -118,6 +118,8 @@ class AttackContext:
     judge: Any
     steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
+    #: against a guard, take white-box losses on the guided prediction (False: the ablation)
+    guided_loss: bool = True
     _cache: dict = field(default_factory=dict, repr=False)
 
     @contextmanager
@@ -140,7 +142,7 @@ class AttackContext:
     def loss(self, unet: torch.nn.Module, x0: torch.Tensor, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The erased model's denoising loss on ``x0``; against an inference-time guard it is taken
         on the guided prediction at the deployed guidance, where the guard acts."""
-        if not self.guard:
+        if not (self.guard and self.guided_loss):
             return denoising_loss(unet, self.pipe.scheduler, x0, states, gen)
         if "uncond" not in self._cache:
             self._cache["uncond"] = encode(self.pipe, [""]).states
