@@ -183,3 +183,20 @@ def test_cli_lm_round_trip_and_errors(tiny_lms, tmp_path, capsys) -> None:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and msg in err, (argv, err)
+
+
+def test_rmu_scan_keeps_the_best_layer_and_coefficient(tiny_lms) -> None:
+    """scan=true fits every layer x coefficient and keeps the lowest forget accuracy among those
+    whose retain accuracy stays within 10% of the model's (Li et al. 2024's layer/coefficient search)."""
+    full, _, _ = tiny_lms
+    cfg = make_lm_config("rmu", {"steps": 4, "scan": True, "scan_coefficients": [1.0, 4.0]})
+    art = get_lm_method("rmu").fit(full, SPEC, cfg, progress=False)
+    rows = art.extra["scan"]
+    assert [(r["layer"], r["coefficient"]) for r in rows] == [(l, c) for l in range(3) for c in (1.0, 4.0)]
+    base = get_task(SPEC)
+    from erasekit.lm.model import score_qa
+
+    base_retain = score_qa(full, base.eval["retain"]).correct.float().mean().item()
+    best = min(rows, key=lambda r: (r["retain_acc"] < 0.9 * base_retain, r["forget_acc"], -r["retain_acc"]))
+    assert (art.config.layer, art.config.coefficient) == (best["layer"], best["coefficient"])
+    assert art.config.scan
