@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from erasekit.cli import parse_sets
 from erasekit.concepts import get_concept
 from erasekit.erasure import get_method, make_config
 from erasekit.testbed.fidelity import shape_effect
@@ -38,7 +39,7 @@ def main() -> None:
     rows = {"unedited": {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": 0.0}}
     for label in args.methods.split(","):
         name, *pairs = label.split(":")
-        overrides = {k: _value(v) for k, v in (pair.split("=", 1) for pair in pairs)}
+        overrides = parse_sets(pairs)
         t0 = time.perf_counter()
         torch.manual_seed(0)
         erasure = get_method(name).fit(pipe, concept, make_config(name, overrides), progress=False)
@@ -52,14 +53,6 @@ def main() -> None:
     print(f"{'method':40s} {'target rate':>12s} {'other shapes acc':>17s} {'fit s':>8s}")
     for name, r in rows.items():
         print(f"{name:40s} {r['target_rate']:12.3f} {r['other_shapes_accuracy']:17.3f} {r['fit_seconds']:8.2f}")
-
-
-def _value(text: str) -> object:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def _load_models(args: argparse.Namespace):
     return _load_pipeline(args.weights), load_judge(args.judge)
 
 
-def _parse_sets(items: list[str]) -> dict:
+def parse_sets(items: list[str]) -> dict:
+    """``["lamb=0.5", "mode=negate"]`` -> ``{"lamb": 0.5, "mode": "negate"}`` (JSON values, else strings)."""
     import json
 
     out = {}
@@ -149,7 +150,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
     from erasekit.erasure import get_method, make_config
 
     method = get_method(args.method)  # ValueError -> exit 2, with "did you mean"
-    config = make_config(args.method, _parse_sets(args.set))
+    config = make_config(args.method, parse_sets(args.set))
     concept = get_concept(args.concept)
     out = Path(args.out)
     _check_new_dir(out)

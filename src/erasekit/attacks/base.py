@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from functools import cached_property
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -120,7 +121,6 @@ class AttackContext:
     guidance: float = DEFAULT_GUIDANCE
     #: against a guard, take white-box losses on the guided prediction (False: the ablation)
     guided_loss: bool = True
-    _cache: dict = field(default_factory=dict, repr=False)
 
     @contextmanager
     def unedited(self) -> Iterator[Any]:
@@ -144,10 +144,12 @@ class AttackContext:
         on the guided prediction at the deployed guidance, where the guard acts."""
         if not (self.guard and self.guided_loss):
             return denoising_loss(unet, self.pipe.scheduler, x0, states, gen)
-        if "uncond" not in self._cache:
-            self._cache["uncond"] = encode(self.pipe, [""]).states
         return denoising_loss(unet, self.pipe.scheduler, x0, states, gen, guidance=self.guidance,
-                              uncond=self._cache["uncond"])
+                              uncond=self._uncond)
+
+    @cached_property
+    def _uncond(self) -> torch.Tensor:
+        return encode(self.pipe, [""]).states
 
     def shows_concept(self, verdict: dict[str, str]) -> bool:
         return verdict[self.concept.family] == self.concept.name  # type: ignore[index]

@@ -49,7 +49,7 @@ def cmd_lm_erase(args: argparse.Namespace) -> None:
 
     cli = _cli()
     method = get_lm_method(args.method)
-    config = make_lm_config(args.method, cli._parse_sets(args.set))
+    config = make_lm_config(args.method, cli.parse_sets(args.set))
     out = Path(args.out)
     cli._check_new_dir(out)
     spec = _forget(args)

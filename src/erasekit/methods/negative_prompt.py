@@ -63,13 +63,15 @@ def cfg_halves(kwargs: dict, args: tuple) -> torch.Tensor | None:
 
 
 def guard_hook(
-    concept_states: torch.Tensor, cond_update: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    concept_states: torch.Tensor,
+    cond_update: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
 ) -> Callable:
     """A UNet forward hook for inference-time guards (negate, SLD).
 
     On a CFG batch it runs one more UNet pass with ``concept_states`` on the conditional half's
-    latents and replaces the conditional prediction by ``cond_update(e_0, e_p, e_s)``; the
-    pipeline's own CFG line then applies the guard."""
+    latents and replaces the conditional prediction by ``cond_update(e_0, e_p, e_s, t)`` (``t`` the
+    step's timestep, for guards with state across steps); the pipeline's own CFG line then applies
+    the guard."""
 
     def hook(module: torch.nn.Module, args: tuple, kwargs: dict, output):
         states = cfg_halves(kwargs, args)
@@ -84,7 +86,8 @@ def guard_hook(
         t_half = t[half:] if torch.is_tensor(t) and t.dim() and t.shape[0] == 2 * half else t
         e_s = module.forward(sample[half:], t_half, encoder_hidden_states=concept_states.to(states).expand(half, -1, -1),
                              return_dict=False, **extra)[0]
-        new = torch.cat([out[:half], cond_update(out[:half], out[half:], e_s)])
+        t_val = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+        new = torch.cat([out[:half], cond_update(out[:half], out[half:], e_s, t_val)])
         if isinstance(output, tuple):
             return (new, *output[1:])
         output.sample = new
@@ -110,7 +113,7 @@ class NegativePrompt(Method):
         negative = encode(pipe, [erasure.extra["negative_prompt"]]).states
         if erasure.extra.get("mode", "replace") == "negate":
             scale = float(erasure.extra["scale"])
-            return unet_call_hook(pipe, guard_hook(negative, lambda e_0, e_p, e_s: e_p - scale * (e_s - e_0)))
+            return unet_call_hook(pipe, guard_hook(negative, lambda e_0, e_p, e_s, t: e_p - scale * (e_s - e_0)))
 
         def pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             states = cfg_halves(kwargs, args)

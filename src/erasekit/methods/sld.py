@@ -18,7 +18,7 @@ from diffusers import DiffusionPipeline
 
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
-from erasekit.methods.negative_prompt import cfg_halves, concept_text, guard_hook
+from erasekit.methods.negative_prompt import concept_text, guard_hook
 from erasekit.pipelines import encode, fingerprint, unet_call_hook
 
 #: The four presets of the SLD paper / diffusers ``SafetyConfig``.
@@ -74,11 +74,14 @@ class SLD(Method):
     def install(self, pipe: DiffusionPipeline, erasure: Erasure) -> Callable[[], None]:
         p = erasure.extra
         safety = encode(pipe, [p["safety_concept"]]).states
-        state: dict = {"step": 0, "last_t": None, "momentum": None, "restart": True}
+        state: dict = {"step": 0, "last_t": None, "momentum": None}
 
-        def update(e_0: torch.Tensor, e_p: torch.Tensor, e_s: torch.Tensor) -> torch.Tensor:
-            if state["momentum"] is None or state["momentum"].shape != e_p.shape or state["restart"]:
+        def update(e_0: torch.Tensor, e_p: torch.Tensor, e_s: torch.Tensor, t: float) -> torch.Tensor:
+            # a timestep that does not decrease starts a new sampling run
+            if state["last_t"] is None or t >= state["last_t"] or state["momentum"] is None \
+                    or state["momentum"].shape != e_p.shape:
                 state.update(step=0, momentum=torch.zeros_like(e_p))
+            state["last_t"] = t
             scale = torch.clamp((e_p - e_s).abs() * p["sld_guidance_scale"], max=1.0)
             scale = torch.where((e_p - e_s) >= p["threshold"], torch.zeros_like(scale), scale)
             g_s = (e_s - e_0) * scale + p["momentum"] * state["momentum"]
@@ -88,14 +91,4 @@ class SLD(Method):
             state["step"] += 1
             return e_p
 
-        guard = guard_hook(safety, update)
-
-        def hook(module: torch.nn.Module, args: tuple, kwargs: dict, output):
-            t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-            if t is not None and cfg_halves(kwargs, args) is not None:
-                t_val = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
-                state["restart"] = state["last_t"] is None or t_val >= state["last_t"]  # a new sampling run
-                state["last_t"] = t_val
-            return guard(module, args, kwargs, output)
-
-        return unet_call_hook(pipe, hook)
+        return unet_call_hook(pipe, guard_hook(safety, update))
