@@ -48,6 +48,11 @@ class Config:
             )
         return cls(**d)
 
+    @classmethod
+    def with_overrides(cls, overrides: dict[str, Any] | None = None) -> "Config":
+        """The default config with ``overrides`` applied (validated; unknown keys rejected)."""
+        return cls.from_dict({**cls().to_dict(), **(overrides or {})})
+
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 

@@ -24,14 +24,14 @@ from erasekit.concepts import Concept
 from erasekit.config import Config as MethodConfig
 from erasekit.config import check
 from erasekit.pipelines import fingerprint, get_parameter
-from erasekit.registry import Registry
+from erasekit.registry import Registered, Registry
 from erasekit.testbed.weights_io import atomic_write_json, load_tensors, save_tensors
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 
 
-class Method:
+class Method(Registered):
     """A fitter. Subclasses set ``config_class``, ``group`` (``None`` for inference-time methods),
     a one-line docstring, and implement :meth:`fit`; inference-time ones also :meth:`install`."""
 
@@ -50,10 +50,6 @@ class Method:
         """Attach an inference-time erasure; return the function that detaches it."""
         raise NotImplementedError(f"{self.name} has no inference-time hook")
 
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
-
 
 METHODS: Registry[Method] = Registry("method", Method, package="erasekit.methods")
 
@@ -68,8 +64,7 @@ def method_names() -> list[str]:
 
 def make_config(method: str, overrides: dict[str, Any] | None = None) -> MethodConfig:
     """The method's default config with ``overrides`` applied (validated)."""
-    cls = get_method(method).config_class
-    return cls.from_dict({**cls().to_dict(), **(overrides or {})})
+    return get_method(method).config_class.with_overrides(overrides)  # type: ignore[return-value]
 
 
 class Erasure:

@@ -9,6 +9,15 @@ from typing import Callable, Generic, Iterator, TypeVar
 T = TypeVar("T")
 
 
+class Registered:
+    """Base of registered classes (methods, metrics, attacks): their listing line is the first
+    line of the class docstring."""
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
 class Registry(Generic[T]):
     """Maps short lowercase names (``"uce"``) to classes registered where they are defined.
 

@@ -25,7 +25,7 @@ from erasekit.concepts import Concept
 from erasekit.erasure import Erasure
 from erasekit.losses import denoising_loss
 from erasekit.pipelines import encode
-from erasekit.registry import Registry
+from erasekit.registry import Registered, Registry
 from erasekit.testbed import data
 from erasekit.testbed.fidelity import generate_jobs
 from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
@@ -172,7 +172,7 @@ class AttackContext:
         return np.round(img * 255).astype(np.uint8)[0]
 
 
-class Attack:
+class Attack(Registered):
     """An attack. Subclasses set the class attributes and implement :meth:`attack`."""
 
     name: ClassVar[str]
@@ -193,10 +193,6 @@ class Attack:
         from tqdm.auto import tqdm
 
         return {t.index: self.attack(ctx, t, budget, gen) for t in tqdm(targets, desc=self.name, disable=not progress)}
-
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
 
 
 ATTACKS: Registry[Attack] = Registry("attack", Attack, package="erasekit.attacks")

@@ -77,8 +77,8 @@ def lm_method_names() -> list[str]:
 
 
 def make_lm_config(method: str, overrides: dict[str, Any] | None = None) -> Config:
-    cls = get_lm_method(method).config_class
-    return cls.from_dict({**cls().to_dict(), **(overrides or {})})
+    """The method's default config with ``overrides`` applied (validated)."""
+    return get_lm_method(method).config_class.with_overrides(overrides)
 
 
 def _module(target: Any) -> torch.nn.Module:

@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import numpy as np
 
 from erasekit.concepts import Concept
-from erasekit.registry import Registry
+from erasekit.registry import Registered, Registry
 from erasekit.stats import bootstrap_mean
 
 #: Prompt splits of an evaluation prompt set (see :func:`erasekit.evaluation.eval_prompts`).
@@ -71,7 +71,7 @@ class Value:
                 **({"meta": self.meta} if self.meta else {})}
 
 
-class Metric:
+class Metric(Registered):
     """Scores an answer set. Subclasses set ``higher_is_better``, ``needs`` and a docstring."""
 
     name: ClassVar[str]
@@ -91,10 +91,6 @@ class Metric:
         if "base_images" in self.needs and answers.base_images is None:
             return "needs the unedited model's images"
         return None
-
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
 
 
 METRICS: Registry[Metric] = Registry("metric", Metric, package="erasekit.metrics")

@@ -11,10 +11,10 @@ from typing import ClassVar
 from erasekit.lm.model import LM
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
-from erasekit.registry import Registry
+from erasekit.registry import Registered, Registry
 
 
-class LMAttack:
+class LMAttack(Registered):
     """Subclasses set ``threat_model``, ``budget_unit``, ``default_budget`` and a docstring."""
 
     name: ClassVar[str]
@@ -29,10 +29,6 @@ class LMAttack:
     def check_budget(self, budget: int) -> None:
         if budget < 1:
             raise ValueError(f"--budget: must be >= 1 {self.budget_unit}, got {budget}")
-
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
 
 
 LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack, package="erasekit.lm.attacks")

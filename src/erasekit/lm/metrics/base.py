@@ -17,7 +17,7 @@ import torch
 from erasekit.lm import model as M
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
-from erasekit.registry import Registry
+from erasekit.registry import Registered, Registry
 from erasekit.stats import bootstrap_mean
 
 MINK_FRACTION = 0.2  # Min-K% Prob (Shi et al. 2024) with k = 20%
@@ -45,7 +45,7 @@ class Context:
     base: Scores | None = None
 
 
-class LMMetric:
+class LMMetric(Registered):
     """Scores a model on a task. Subclasses set ``needs`` (``oracle``, ``base``) and a docstring."""
 
     name: ClassVar[str]
@@ -53,10 +53,6 @@ class LMMetric:
 
     def compute(self, ctx: Context) -> dict[str, Value]:
         raise NotImplementedError
-
-    @classmethod
-    def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
 
 
 LM_METRICS: Registry[LMMetric] = Registry("language-model metric", LMMetric, package="erasekit.lm.metrics")
