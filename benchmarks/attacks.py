@@ -40,38 +40,34 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", default="runs/attacks")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--markdown", action="store_true", help="also print the README table")
+    parser.add_argument("--markdown", action="store_true", help="also print the table in Markdown (docs/results.md)")
     parser.add_argument("--plain-loss", action="store_true",
                         help="ablation: white-box losses on the conditional prediction even against inference-time guards")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(args.threads)
 
-    from erasekit.attacks import ORDER
-    from erasekit.cli import fit_recorded
+    from erasekit.artifact import fit_or_load
+    from erasekit.attacks import ladder
     from erasekit.concepts import get_concept
-    from erasekit.erasure import Erasure, get_method, make_config
+    from erasekit.erasure import Erasure
     from erasekit.redteam import attack
+    from erasekit.sampling import DEFAULT_GUIDANCE
     from erasekit.store import Store
     from erasekit.testbed.judge import load_judge
-    from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, load_testbed
+    from erasekit.testbed.pipeline import load_testbed
 
     pipe, judge = load_testbed(), load_judge()
     concept = get_concept(args.concept)
     out = Path(args.out)
     store = Store(out / "erasekit.db")
-    attacks = args.attacks.split(",") if args.attacks else list(ORDER)
+    attacks = args.attacks.split(",") if args.attacks else ladder()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     rows = []
     for label in args.methods.split(","):
         method, overrides = METHODS[label]
         folder = out / f"{concept.name}-{label}"
-        if (folder / "config.json").exists():
-            erasure = Erasure.load(folder)
-        else:
-            erasure = fit_recorded(get_method(method), pipe, concept, make_config(method, overrides), "testbed (shipped)",
-                                   progress=False)
-            erasure.save(folder)
+        erasure, _ = fit_or_load(folder, Erasure, method, pipe, concept, overrides, "testbed (shipped)", progress=False)
         for name in attacks:
             t0 = time.perf_counter()
             r = attack(store, pipe, judge, concept, name, None, erasure, folder, args.prompts, seeds,

@@ -1,4 +1,4 @@
-"""Effect of each erasure method on the shipped testbed (figures for the README and notes).
+"""Effect of each erasure method on the shipped testbed (figures in docs/results.md).
 
 For each method: fit on the built-in concept (default ``skull``), apply, and measure with the
 judge how often target prompts still show the target (training phrasings, 4 seeds) and how
@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from erasekit.cli import parse_sets
 from erasekit.concepts import get_concept
+from erasekit.config import parse_overrides
 from erasekit.erasure import get_method, make_config
 from erasekit.testbed.fidelity import shape_effect
 from erasekit.testbed.judge import load_judge
@@ -39,7 +39,7 @@ def main() -> None:
     rows = {"unedited": {**shape_effect(pipe, judge, args.concept, args.n_target, args.n_other), "fit_seconds": 0.0}}
     for label in args.methods.split(","):
         name, *pairs = label.split(":")
-        overrides = parse_sets(pairs)
+        overrides = parse_overrides(pairs)
         t0 = time.perf_counter()
         torch.manual_seed(0)
         erasure = get_method(name).fit(pipe, concept, make_config(name, overrides), progress=False)

@@ -18,8 +18,8 @@ import torch
 
 from erasekit.lm import model as M
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import get_lm_method, make_lm_config
-from erasekit.metrics.cost import track
+from erasekit.lm.methods.base import get_lm_method, make_lm_config
+from erasekit.artifact import track
 
 
 def main() -> None:

@@ -1,14 +1,28 @@
-"""Concept specifications: what to erase, what it should become, and what must not change."""
+"""Concept specifications (what to erase, what it should become, what must not change) and the
+prompts that evaluate them.
+
+A :class:`Concept` is generic: user concepts load from YAML/JSON. Built-in concepts come from a
+:class:`~erasekit.domain.Domain` plugin (the testbed's shapes, colours and styles); such a
+concept names the domain's attribute ``family`` it belongs to.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
-from erasekit.testbed import data
+import numpy as np
+
+from erasekit.registry import did_you_mean
+
+#: Prompt splits of an evaluation prompt set: the concept named in training phrasings, in held-out
+#: phrasings, in held-out combinations; and the prompts of what must be kept.
+TARGET_SPLITS = ("target", "target_heldout_phrasings", "target_heldout_pairs")
+OTHER = "other"
+SPLITS = (*TARGET_SPLITS, OTHER)
 
 
 @dataclass(frozen=True)
@@ -18,7 +32,7 @@ class Concept:
     ``target`` holds the words or phrases that name it; each is put into every ``templates`` entry
     (``"{}"`` marks the slot) to make the erase prompts. ``guide`` is what the target should turn
     into, put into the same templates (default ``""``: the concept's slot left empty). ``preserve``
-    are whole prompts whose outputs must stay as they are. ``family`` names the testbed attribute
+    are whole prompts whose outputs must stay as they are. ``family`` names the domain's attribute
     family for built-in concepts (``None`` for user concepts).
     """
 
@@ -42,16 +56,14 @@ class Concept:
         for t in self.templates:
             if t.count("{}") != 1:
                 raise ValueError(f"concept {self.name!r}: template {t!r} must contain exactly one '{{}}'")
-        if self.family is not None and self.family not in data.FAMILIES:
-            raise ValueError(f"concept {self.name!r}: unknown family {self.family!r}")
 
     def erase_prompts(self) -> list[str]:
         """Every template filled with every target phrase."""
-        return [_fill(t, w) for w in self.target for t in self.templates]
+        return [fill(t, w) for w in self.target for t in self.templates]
 
     def guide_prompts(self) -> list[str]:
         """The guide prompt aligned with each erase prompt (same template, guide in the slot)."""
-        return [_fill(t, self.guide) for _ in self.target for t in self.templates]
+        return [fill(t, self.guide) for _ in self.target for t in self.templates]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,60 +98,47 @@ class Concept:
         return cls.from_dict(raw)
 
 
-def _fill(template: str, word: str) -> str:
+def fill(template: str, word: str) -> str:
+    """``template`` with ``word`` in its ``{}`` slot, whitespace collapsed."""
     return " ".join(template.replace("{}", word).split())
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
+    """The indefinite article for ``word`` ("a" or "an")."""
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def _builtin(family: str, value: str) -> Concept:
-    """A testbed concept: training phrasings in caption-like templates; other values preserved."""
-    colours = [data.COLOUR_PHRASES[c]["train"][0] for c in data.COLOURS]
-    shapes = [data.SHAPE_PHRASES[s]["train"][0] for s in data.SHAPES]
-    bgs = [data.BACKGROUND_PHRASES[b]["train"][0] for b in data.BACKGROUNDS]
-    if family == "shape":
-        target = data.SHAPE_PHRASES[value]["train"]
-        templates = [f"{_article(c)} {c} {{}} {b}" for c in colours for b in bgs]
-        others = [s for s in data.SHAPES if s != value]
-        preserve = [f"{_article(c)} {c} {data.SHAPE_PHRASES[s]['train'][0]} {b}" for s in others for c in colours
-                    for b in bgs[::2]]
-    elif family == "colour":
-        target = data.COLOUR_PHRASES[value]["train"]
-        templates = [f"a {{}} {s} {b}" for s in shapes for b in bgs]
-        others = [c for c in data.COLOURS if c != value]
-        preserve = [f"{_article(c)} {data.COLOUR_PHRASES[c]['train'][0]} {s} {b}" for c in others for s in shapes
-                    for b in bgs[::2]]
-    else:
-        target = data.BACKGROUND_PHRASES[value]["train"]
-        templates = [f"{_article(c)} {c} {s} {{}}" for c in colours for s in shapes]
-        others = [b for b in data.BACKGROUNDS if b != value]
-        preserve = [f"{_article(c)} {c} {s} {data.BACKGROUND_PHRASES[b]['train'][0]}" for b in others
-                    for c in colours[::2] for s in shapes]
-    return Concept(name=value, target=tuple(target), templates=tuple(templates), preserve=tuple(preserve),
-                   family=family)
+@dataclass(frozen=True)
+class EvalPrompt:
+    """One prompt of an evaluation set: its text, split, and the attributes it names (domain concepts)."""
+
+    text: str
+    split: str
+    attributes: dict[str, str] | None = None
 
 
-BUILTIN: dict[str, tuple[str, str]] = {v: (f, v) for f, values in data.FAMILIES.items() for v in values}
-
-
-def builtin_names() -> list[str]:
-    return sorted(BUILTIN)
+def cycle(pool: Sequence[Any], n: int, rng: np.random.Generator) -> list[Any]:
+    """``n`` items of ``pool`` in shuffled rounds (each round a fresh permutation)."""
+    out: list[Any] = []
+    while len(pool) and len(out) < n:
+        out.extend(pool[i] for i in rng.permutation(len(pool)))
+    return out[:n]
 
 
 def get_concept(name_or_path: str) -> Concept:
-    """A built-in testbed concept by name (``skull``, ``red``, ``neon``, ...) or a YAML/JSON file."""
-    if name_or_path in BUILTIN:
-        return _builtin(*BUILTIN[name_or_path])
+    """A built-in concept by name (``skull``, ``red``, ``neon``: the installed domains') or a
+    YAML/JSON concept file."""
+    from erasekit.domain import builtin_concepts
+
     path = Path(name_or_path)
     if path.suffix in (".json", ".yaml", ".yml"):
         if not path.exists():
             raise ValueError(f"concept file {path} does not exist")
         return Concept.from_file(path)
-    close = difflib.get_close_matches(name_or_path, list(BUILTIN), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    builtin = builtin_concepts()
+    if name_or_path in builtin:
+        return builtin[name_or_path].concept(name_or_path)
     raise ValueError(
-        f"unknown concept {name_or_path!r}{hint}; use a built-in ({', '.join(builtin_names())}) "
-        "or a .yaml/.json concept file"
+        f"unknown concept {name_or_path!r}{did_you_mean(name_or_path, builtin)}; use a built-in "
+        f"({', '.join(sorted(builtin))}) or a .yaml/.json concept file"
     )

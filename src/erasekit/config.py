@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from typing import Any
 
@@ -61,3 +62,17 @@ def check(cond: bool, field: str, message: str) -> None:
     """Raise ``ValueError`` naming ``field`` unless ``cond``."""
     if not cond:
         raise ValueError(f"{field}: {message}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lamb=0.5", "mode=negate"]`` -> ``{"lamb": 0.5, "mode": "negate"}`` (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not key=value; write e.g. lamb=0.5")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

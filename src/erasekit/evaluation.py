@@ -14,7 +14,6 @@ import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,16 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from erasekit.concepts import Concept
+from erasekit.concepts import OTHER, Concept, EvalPrompt, cycle
 from erasekit.config import Config, check
+from erasekit.domain import Domain, domain_of
 from erasekit.erasure import CONFIG_FILE, WEIGHTS_FILE, Erasure
 from erasekit.grid import save_png
-from erasekit.metrics.base import OTHER, Answers, EvalPrompt, get_metric
+from erasekit.metrics.base import Answers, Metric, default_metrics, get_metric
 from erasekit.pipelines import fingerprint
+from erasekit.provenance import content_id, record, utc_now
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate_jobs
 from erasekit.store import Store
-from erasekit.testbed import data
-from erasekit.testbed.fidelity import generate_jobs
-from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from erasekit.testbed.weights_io import git_commit, package_versions
-
-DEFAULT_METRICS = ("efficacy", "ira", "cra", "alignment", "quality", "cost")
-
 
 @dataclass(frozen=True)
 class EvalConfig(Config):
@@ -62,39 +57,15 @@ class EvalConfig(Config):
 
 
 def eval_prompts(concept: Concept, n_prompts: int = 16, seed: int = 0) -> list[EvalPrompt]:
-    """The prompt set for ``concept``.
-
-    Built-in testbed concepts (``family`` set): ``target`` (seen combinations, training
-    phrasings), ``target_heldout_phrasings`` (the concept named by a held-out synonym or implicit
-    phrase), ``target_heldout_pairs`` (held-out shape+colour pairs containing it, if any), and
-    ``other`` (the family's other values, training phrasings). User concepts: their erase prompts
-    as ``target`` and their preserve prompts as ``other``.
-    """
+    """The prompt set for ``concept``: its domain's (:meth:`erasekit.domain.Domain.eval_prompts`) for
+    built-in concepts; for user concepts, their erase prompts as ``target`` and their preserve
+    prompts as ``other``."""
     rng = np.random.default_rng([seed, 0xE7A2])
-
-    def cycle(pool: list, n: int) -> list:
-        out: list = []
-        while pool and len(out) < n:
-            out.extend(pool[i] for i in rng.permutation(len(pool)))
-        return out[:n]
-
-    if concept.family is None:
-        target = [EvalPrompt(t, "target") for t in cycle(concept.erase_prompts(), n_prompts)]
-        return target + [EvalPrompt(t, OTHER) for t in cycle(list(concept.preserve), n_prompts)]
-    family, value = concept.family, concept.name
-    seen = data.all_combinations(heldout_pairs=False)
-    mine = [a for a in seen if getattr(a, family) == value]
-    held = [a for a in data.all_combinations(heldout_pairs=True) if getattr(a, family) == value]
-    out = [EvalPrompt(data.caption(a, rng, "train"), "target", a.as_dict()) for a in cycle(mine, n_prompts)]
-    out += [EvalPrompt(data.caption(a, rng, "heldout", only=family), "target_heldout_phrasings", a.as_dict())
-            for a in cycle(mine, n_prompts)]
-    out += [EvalPrompt(data.caption(a, rng, "train"), "target_heldout_pairs", a.as_dict()) for a in cycle(held, n_prompts)]
-    per_other = max(1, n_prompts // 4)
-    for other in data.FAMILIES[family]:
-        if other != value:
-            pool = [a for a in seen if getattr(a, family) == other]
-            out += [EvalPrompt(data.caption(a, rng, "train"), OTHER, a.as_dict()) for a in cycle(pool, per_other)]
-    return out
+    domain = domain_of(concept)
+    if domain is not None:
+        return domain.eval_prompts(concept, n_prompts, rng)
+    target = [EvalPrompt(t, "target") for t in cycle(concept.erase_prompts(), n_prompts, rng)]
+    return target + [EvalPrompt(t, OTHER) for t in cycle(list(concept.preserve), n_prompts, rng)]
 
 
 def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
@@ -111,13 +82,28 @@ def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
             "params_changed": int(sum(t.numel() for t in erasure.tensors.values())), "folder": str(folder)}
 
 
-def content_id(key: dict[str, Any]) -> str:
-    """16 hex digits identifying ``key`` (a JSON-able description of a run's inputs)."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def available(judge: Any, domain: Domain | None, erasure: Erasure | None) -> frozenset[str]:
+    """What an evaluation's answer set will carry (see :attr:`erasekit.metrics.base.Metric.needs`)."""
+    have = {"judge"} if judge is not None else set()
+    if domain is not None:
+        have |= {"attributes", "domain"}
+    if erasure is not None:
+        have |= {"base_images", "artifact"}
+    return frozenset(have)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def resolve_metrics(names: tuple[str, ...] | None, have: frozenset[str]) -> dict[str, Metric]:
+    """The metrics to compute: ``names`` (each must be able to run, else a ``ValueError`` naming
+    why), or by default every default metric that can run on what the evaluation has."""
+    if names is None:
+        objs = {m.name: m for m in default_metrics()}
+        return {n: m for n, m in objs.items() if m.missing(have) is None}
+    objs = {n: get_metric(n) for n in names}  # unknown names fail with "did you mean"
+    for n, m in objs.items():
+        reason = m.missing(have)
+        if reason is not None:
+            raise ValueError(f"metrics: {n!r} cannot run on this evaluation: it {reason}")
+    return objs
 
 
 def evaluate(
@@ -128,14 +114,18 @@ def evaluate(
     cfg: EvalConfig = EvalConfig(),
     erasure: Erasure | None = None,
     artifact_dir: str | Path | None = None,
-    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    metrics: tuple[str, ...] | None = None,
     force: bool = False,
     progress: bool = True,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``erasure`` (or the unedited model when ``None``) on ``concept``; return the run
-    row with its metrics. Erasure runs first make sure the unedited baseline is evaluated too."""
-    metric_objs = {m: get_metric(m) for m in metrics}  # unknown names fail before any work
+    row with its metrics. Erasure runs first make sure the unedited baseline is evaluated too.
+
+    ``metrics``: names to compute (each must be able to run: a ``ValueError`` says why not, before
+    any work); ``None``: every default metric that can run here."""
+    domain = domain_of(concept)
+    metric_objs = resolve_metrics(metrics, available(judge, domain, erasure))
     base_fp = fingerprint(pipe)
     info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
     if erasure is not None and info is None:
@@ -150,17 +140,17 @@ def evaluate(
 
     base_run = None
     if erasure is not None:
+        on_base = available(judge, domain, None)
         base_run = evaluate(store, pipe, judge, concept, cfg, None, None,
-                            tuple(m for m in metrics if m != "cost"), False, progress)
+                            tuple(n for n, m in metric_objs.items() if m.missing(on_base) is None), False, progress)
     kind = "baseline" if erasure is None else "erasure"
     store.add_run({
         "run_id": run_id, "name": name or (f"baseline/{concept.name}" if erasure is None else f"{erasure.method}/{concept.name}"),
         "kind": kind, "method": None if erasure is None else erasure.method, "concept": concept.name,
         "artifact": None if artifact_dir is None else str(artifact_dir),
         "config": json.dumps({"eval": cfg.to_dict(), "concept": concept.to_dict(), "base_fingerprint": base_fp,
-                              "artifact": info, "judge": "testbed judge" if judge is not None else None}, default=str),
-        "seeds": json.dumps(list(cfg.seeds)), "versions": json.dumps(package_versions()),
-        "git_hash": git_commit(), "created_at": _now(),
+                              "artifact": info, "judge": _judge_name(judge, domain)}, default=str),
+        "seeds": json.dumps(list(cfg.seeds)), **record(),
     })
     t0 = time.perf_counter()
     prompts = eval_prompts(concept, cfg.n_prompts, cfg.prompt_seed)
@@ -191,18 +181,14 @@ def evaluate(
     answers.artifact = info
     if base_run is not None:
         answers.base_images = load_answers(store, base_run["run_id"], concept, prompts, list(cfg.seeds), None).images
-    have = store.metric_names_done(run_id)
+    done_metrics = store.metric_names_done(run_id)
     for mname, metric in metric_objs.items():
-        if mname in have:
-            continue
-        reason = metric.missing(answers)
-        if reason is not None:
-            continue
-        store.add_metric(run_id, mname, metric.compute(answers))
+        if mname not in done_metrics:
+            store.add_metric(run_id, mname, metric.compute(answers))
     row = store.run(run_id)
     assert row is not None
     if row["completed_at"] is None:
-        store.complete_run(run_id, _now(), round(time.perf_counter() - t0, 2))
+        store.complete_run(run_id, utc_now(), round(time.perf_counter() - t0, 2))
         row = store.run(run_id)
     return {**row, "metrics": store.metrics(run_id)}  # type: ignore[dict-item]
 
@@ -222,4 +208,10 @@ def load_answers(
             images.append(np.asarray(Image.open(store.path.parent / r["image_path"]).convert("RGB")))
             verdicts.append(r["verdict"])
     return Answers(concept, prompts, seeds, np.stack(images),
-                   verdicts if all(v is not None for v in verdicts) else None, judge=judge)
+                   verdicts if all(v is not None for v in verdicts) else None, judge=judge, domain=domain_of(concept))
+
+
+def _judge_name(judge: Any, domain: Domain | None) -> str | None:
+    if judge is None:
+        return None
+    return f"{domain.name} judge" if domain is not None else type(judge).__name__

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from erasekit.testbed.weights_io import atomic_write_bytes
+from erasekit.files import atomic_write_bytes
 
 
 def _font(size: int) -> ImageFont.ImageFont:

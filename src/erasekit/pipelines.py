@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -120,3 +121,15 @@ def unet_call_hook(pipe: DiffusionPipeline, hook: Callable, with_pre: bool = Fal
     else:
         handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
     return handle.remove
+
+
+def is_pipeline_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a saved diffusers pipeline (``model_index.json``)."""
+    return (Path(path) / "model_index.json").exists()
+
+
+def load_pipeline_folder(path: str | Path) -> DiffusionPipeline:
+    """A local diffusers pipeline folder (Stable Diffusion, an exported erasure), safetensors only, offline."""
+    pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -9,7 +9,6 @@ judge's verdict are kept beside the database.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,13 @@ from PIL import Image
 from erasekit.attacks import AttackContext, get_attack, run_attack
 from erasekit.concepts import Concept
 from erasekit.erasure import Erasure
-from erasekit.evaluation import artifact_info, content_id
+from erasekit.evaluation import artifact_info
+from erasekit.files import save_tensors
 from erasekit.grid import save_png
 from erasekit.pipelines import fingerprint
+from erasekit.provenance import content_id, record
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from erasekit.store import Store
-from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from erasekit.testbed.weights_io import git_commit, package_versions, save_tensors
 
 
 def attack(
@@ -95,9 +95,7 @@ def attack(
         "config": json.dumps({**settings, "targets_dropped": result.dropped, "base_fingerprint": base_fp,
                               "artifact": info}, default=str),
         "n": len(result.outcomes), "pre_asr": result.pre_asr, "asr": result.asr, "unet_evals": result.unet_evals,
-        "grad_steps": result.grad_steps, "wall_seconds": result.wall_seconds,
-        "versions": json.dumps(package_versions()), "git_hash": git_commit(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "grad_steps": result.grad_steps, "wall_seconds": result.wall_seconds, **record(),
     }
     store.add_attack(row, rows)
     return {**row, "samples": store.attack_samples(attack_id), "cached": False}

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from erasekit.concepts import SPLITS
+from erasekit.files import atomic_write_bytes
+from erasekit.metrics.base import report_columns
+from erasekit.provenance import utc_now
 from erasekit.store import Store
-from erasekit.testbed.weights_io import atomic_write_bytes
 
-SUMMARY_KEYS = ("efficacy", "efficacy_heldout_phrasings", "efficacy_heldout_pairs", "ira", "cra", "alignment",
-                "fd_real", "fd_base")
-HEADERS = {"efficacy": "efficacy<br>(UA)", "efficacy_heldout_phrasings": "efficacy<br>held-out phrasings",
-           "efficacy_heldout_pairs": "efficacy<br>held-out pairs", "ira": "IRA", "cra": "CRA",
-           "fd_real": "FD<br>vs real", "fd_base": "FD<br>vs unedited", "fit_seconds": "fit s",
-           "peak_memory_mb": "peak memory MB", "artifact_bytes": "artifact bytes", "params_changed": "params changed"}
-COST_KEYS = ("fit_seconds", "peak_memory_mb", "artifact_bytes", "params_changed")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 CSS = """
@@ -41,6 +36,11 @@ section.run { border-top: 2px solid #333; margin-top: 28px; padding-top: 8px; }
 .grid .h { font-size: 12px; color: #555; font-weight: 600; }
 details { margin: 6px 0; } pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 """
+
+
+def _columns(runs: list[dict[str, Any]], table: str) -> dict[str, str]:
+    """The registered metrics' report columns of ``table`` that at least one run has a value for."""
+    return {k: h for k, h in report_columns(table).items() if any(k in r["metrics"] for r in runs)}
 
 
 def _fmt(x: float | None, key: str = "") -> str:
@@ -128,7 +128,7 @@ def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_sp
     for s in samples:
         prompts.setdefault(s["prompt_index"], s)
     chosen: list[dict[str, Any]] = []
-    for split in ("target", "target_heldout_phrasings", "target_heldout_pairs", "other"):
+    for split in SPLITS:
         rows = [p for i, p in sorted(prompts.items()) if p["split"] == split]
         step = max(1, len(rows) // per_split)
         chosen += rows[::step][:per_split]
@@ -163,31 +163,32 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
     html = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
             f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
             f'<p class="sub">{len(every)} runs from {escape(str(store.path))}; built '
-            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>"]
+            f"{utc_now()}</p>"]
     if not every:
         html.append("<p>The database holds no runs yet: run <code>erasekit eval</code> first.</p>")
     elif runs:
-        html.append("<h2>Summary</h2><table><tr><th>run</th>" + "".join(f"<th>{HEADERS.get(k, k)}</th>" for k in SUMMARY_KEYS) + "</tr>")
+        summary, cost = _columns(runs, "summary"), _columns(runs, "cost")
+        html.append("<h2>Summary</h2><table><tr><th>run</th>" + "".join(f"<th>{h}</th>" for h in summary.values()) + "</tr>")
         for r in runs:
             html.append(f"<tr><td><a href=\"#run-{escape(r['run_id'])}\">{escape(r['name'])}</a></td>"
-                        + "".join(_cell(r["metrics"].get(k), k) for k in SUMMARY_KEYS) + "</tr>")
+                        + "".join(_cell(r["metrics"].get(k), k) for k in summary) + "</tr>")
         html.append("</table><p class=\"ci\">Intervals: 95% bootstrap (over prompts for rates, over images for "
                     "distances). Efficacy, IRA, CRA, alignment: higher is better; FD: lower is better.</p>")
         html.append("<h2>Efficacy against retention</h2><div>"
                     + _scatter(runs, "ira", "efficacy", "in-domain retention (IRA)", "efficacy (UA)")
                     + _scatter(runs, "cra", "efficacy", "cross-domain retention (CRA)", "efficacy (UA)") + "</div>")
-        html.append("<h2>Cost</h2><table><tr><th>run</th>" + "".join(f"<th>{HEADERS.get(k, k)}</th>" for k in COST_KEYS)
+        html.append("<h2>Cost</h2><table><tr><th>run</th>" + "".join(f"<th>{h}</th>" for h in cost.values())
                     + "<th>evaluation wall s</th></tr>")
         for r in runs:
             if r["kind"] == "erasure":
-                html.append(f"<tr><td>{escape(r['name'])}</td>" + "".join(_cell(r["metrics"].get(k), k) for k in COST_KEYS)
+                html.append(f"<tr><td>{escape(r['name'])}</td>" + "".join(_cell(r["metrics"].get(k), k) for k in cost)
                             + f"<td>{_fmt(r['wall_seconds'])}</td></tr>")
         html.append("</table>")
     attacks = store.attack_runs()
-    if attacks:
-        html.append(_attack_section(store, attacks))
+    if any(a["asr"] is not None for a in attacks):
+        html.append(_attack_section(store, [a for a in attacks if a["asr"] is not None]))
     if lm_runs:
-        html.append(_lm_section(lm_runs))
+        html.append(_lm_section(store, lm_runs))
     for r in runs:
         cfg = json.loads(r["config"])
         html.append(f'<section class="run" id="run-{escape(r["run_id"])}"><h2>{escape(r["name"])}</h2>')
@@ -242,7 +243,7 @@ LM_HEADERS = {"forget_acc": "forget acc", "surrogate_acc": "surrogate acc", "two
               "privleak": "privleak", "first_token_kl": "first-token KL"}
 
 
-def _lm_section(runs: list[dict[str, Any]]) -> str:
+def _lm_section(store: Store, runs: list[dict[str, Any]]) -> str:
     """Language models: a metric table, forget accuracy against model utility, and the attack table."""
     out = ["<h2>Language models</h2><table><tr><th>run</th><th>kind</th><th>task</th>"
            + "".join(f"<th>{LM_HEADERS[k]}</th>" for k in LM_KEYS) + "</tr>"]
@@ -258,12 +259,11 @@ def _lm_section(runs: list[dict[str, Any]]) -> str:
                + "</div>")
     rows = []
     for r in runs:
-        for key, m in r["metrics"].items():
-            if m["metric"].startswith("attack:"):
-                meta = m.get("meta", {})
-                rows.append(f"<tr><td>{escape(r['name'])}</td><td>{escape(m['metric'][7:])}</td><td>{escape(key)}</td>"
-                            f"<td><b>{_fmt(m['value'])}</b></td><td>{escape(str(meta.get('budget', '')))} "
-                            f"{escape(str(meta.get('budget_unit', '')))}</td><td>{_fmt(meta.get('wall_seconds'))}</td></tr>")
+        for a in store.attacks_on(r["run_id"]):
+            for key, m in a["values"].items():
+                rows.append(f"<tr><td>{escape(r['name'])}</td><td>{escape(a['attack'])}</td><td>{escape(key)}</td>"
+                            f"<td><b>{_fmt(m['value'])}</b></td><td>{a['budget']} {escape(a['budget_unit'])}</td>"
+                            f"<td>{_fmt(a['wall_seconds'])}</td></tr>")
     if rows:
         out.append("<h3>Attacks on language models</h3><table><tr><th>run</th><th>attack</th><th>quantity</th>"
                    "<th>value</th><th>budget</th><th>wall s</th></tr>" + "".join(rows) + "</table>")

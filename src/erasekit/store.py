@@ -1,7 +1,9 @@
-"""The results database (SQLite): runs, per-sample rows, metric values, per-sample metric values.
+"""The results database (SQLite): runs, per-sample rows, metric values, per-sample metric values,
+and attack runs (diffusion and language-model attacks alike) with their per-target rows and values.
 
 Every write is one transaction, so a run killed at any moment leaves whole chunks of rows (and
-no half-written metric set); primary keys make re-running idempotent.
+no half-written metric set); primary keys make re-running idempotent. ``PRAGMA user_version``
+holds the schema version; older databases are migrated when opened.
 """
 
 from __future__ import annotations
@@ -13,8 +15,50 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from erasekit.metrics.base import Value
+from erasekit.provenance import content_id
 
-SCHEMA = """
+SCHEMA_VERSION = 2
+
+ATTACK_RUNS = """
+CREATE TABLE IF NOT EXISTS attack_runs (
+    attack_id TEXT PRIMARY KEY,
+    run_name TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- 'erasure' | 'baseline' | 'lm-erasure' | 'lm-base' | 'lm-oracle'
+    method TEXT,
+    concept TEXT NOT NULL,            -- concept, or the language model's task
+    artifact TEXT,
+    attack TEXT NOT NULL,
+    threat_model TEXT NOT NULL,
+    budget INTEGER NOT NULL,
+    budget_unit TEXT NOT NULL,
+    config TEXT NOT NULL,             -- resolved attack settings (JSON)
+    n INTEGER NOT NULL,
+    pre_asr REAL,                     -- diffusion attacks: attack success rates (UnlearnDiffAtk)
+    asr REAL,
+    unet_evals INTEGER,
+    grad_steps INTEGER,
+    wall_seconds REAL NOT NULL,
+    versions TEXT NOT NULL,
+    git_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    run_id TEXT                       -- the evaluation run attacked (language-model attacks)
+);
+"""
+
+#: A reported value with its 95% interval (metric_values and attack_values).
+VALUE_COLUMNS = """value REAL NOT NULL, ci_low REAL, ci_high REAL, higher_is_better INTEGER NOT NULL, n INTEGER NOT NULL,
+    meta TEXT NOT NULL,"""
+
+ATTACK_VALUES = f"""
+CREATE TABLE IF NOT EXISTS attack_values (
+    attack_id TEXT NOT NULL REFERENCES attack_runs(attack_id),
+    key TEXT NOT NULL,                -- reported name (relearn_recovery, int4_forget_change, ...)
+    {VALUE_COLUMNS}
+    PRIMARY KEY (attack_id, key)
+);
+"""
+
+SCHEMA = ATTACK_RUNS + ATTACK_VALUES + f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -24,7 +68,7 @@ CREATE TABLE IF NOT EXISTS runs (
     artifact TEXT,                    -- artifact folder as given
     config TEXT NOT NULL,             -- resolved evaluation + artifact config (JSON)
     seeds TEXT NOT NULL,              -- JSON list
-    versions TEXT NOT NULL,           -- JSON {package: version}
+    versions TEXT NOT NULL,           -- JSON {{package: version}}
     git_hash TEXT NOT NULL,
     created_at TEXT NOT NULL,
     completed_at TEXT,
@@ -45,12 +89,7 @@ CREATE TABLE IF NOT EXISTS metric_values (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     metric TEXT NOT NULL,             -- registered metric that produced it
     key TEXT NOT NULL,                -- reported name (efficacy, efficacy_heldout_phrasings, ...)
-    value REAL NOT NULL,
-    ci_low REAL,
-    ci_high REAL,
-    higher_is_better INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    meta TEXT NOT NULL,
+    {VALUE_COLUMNS}
     PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS sample_values (
@@ -60,28 +99,6 @@ CREATE TABLE IF NOT EXISTS sample_values (
     seed INTEGER NOT NULL,
     value REAL NOT NULL,
     PRIMARY KEY (run_id, key, prompt_index, seed)
-);
-CREATE TABLE IF NOT EXISTS attack_runs (
-    attack_id TEXT PRIMARY KEY,
-    run_name TEXT NOT NULL,
-    kind TEXT NOT NULL,               -- 'erasure' | 'baseline'
-    method TEXT,
-    concept TEXT NOT NULL,
-    artifact TEXT,
-    attack TEXT NOT NULL,
-    threat_model TEXT NOT NULL,
-    budget INTEGER NOT NULL,
-    budget_unit TEXT NOT NULL,
-    config TEXT NOT NULL,             -- resolved attack settings (JSON)
-    n INTEGER NOT NULL,
-    pre_asr REAL NOT NULL,
-    asr REAL NOT NULL,
-    unet_evals INTEGER NOT NULL,
-    grad_steps INTEGER NOT NULL,
-    wall_seconds REAL NOT NULL,
-    versions TEXT NOT NULL,
-    git_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS attack_samples (
     attack_id TEXT NOT NULL REFERENCES attack_runs(attack_id),
@@ -103,6 +120,7 @@ CREATE TABLE IF NOT EXISTS attack_samples (
 """
 
 
+
 class StoreError(ValueError):
     """The database cannot be opened or written (one-line message for the CLI)."""
 
@@ -113,16 +131,65 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if self.path.is_dir():
-            raise StoreError(f"--db {self.path} is a folder; give a file name such as erasekit.db")
+            raise StoreError(f"database {self.path} is a folder; give a file name such as erasekit.db")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript(SCHEMA)
+            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"cannot use database {self.path} ({exc}); pass a writable --db file") from None
+            raise StoreError(f"cannot use database {self.path} ({exc}); pass a writable database file") from None
         self.image_root = self.path.parent / f"{self.path.stem}-images"
+
+    def _migrate(self) -> None:
+        """Bring a version-0 database (attack columns NOT NULL, language-model attacks stored as
+        ``attack:<name>`` metric rows) to the current schema, in one transaction."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version >= SCHEMA_VERSION or "runs" not in tables:
+            return
+        self.conn.execute("PRAGMA foreign_keys=OFF")  # attack_samples references the table rebuilt here
+        with self.transaction() as c:
+            if "attack_runs" in tables:  # SQLite's table rebuild: new table, copy, drop, rename
+                old = ", ".join(r[1] for r in c.execute("PRAGMA table_info(attack_runs)"))
+                c.execute(ATTACK_RUNS.replace("IF NOT EXISTS attack_runs", "attack_runs_new"))
+                c.execute(f"INSERT INTO attack_runs_new ({old}) SELECT {old} FROM attack_runs")
+                c.execute("DROP TABLE attack_runs")
+                c.execute("ALTER TABLE attack_runs_new RENAME TO attack_runs")
+            else:
+                c.execute(ATTACK_RUNS)
+            c.execute(ATTACK_VALUES)
+            self._move_lm_attack_rows(c)
+        self.conn.execute("PRAGMA foreign_keys=ON")
+
+    def _move_lm_attack_rows(self, c: sqlite3.Connection) -> None:
+        """Version 0 kept language-model attacks as metric rows ``attack:<name>`` of the run attacked."""
+        rows = c.execute("SELECT m.run_id, m.metric, m.key, m.value, m.ci_low, m.ci_high, m.higher_is_better, m.n, "
+                         "m.meta, r.name, r.kind, r.method, r.concept, r.artifact, r.versions, r.git_hash, "
+                         "r.created_at FROM metric_values m JOIN runs r USING (run_id) "
+                         "WHERE m.metric LIKE 'attack:%'").fetchall()
+        runs: dict[tuple[str, str], list] = {}
+        for row in rows:
+            runs.setdefault((row[0], row[1]), []).append(row)
+        for (run_id, metric), group in runs.items():
+            meta = json.loads(group[0][8])
+            attack_id = content_id({"run_id": run_id, "attack": metric[7:], "migrated": True})
+            first = group[0]
+            c.execute("INSERT OR REPLACE INTO attack_runs (attack_id, run_name, kind, method, concept, artifact, attack, "
+                      "threat_model, budget, budget_unit, config, n, wall_seconds, versions, git_hash, created_at, "
+                      "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (attack_id, first[9], first[10], first[11], first[12], first[13], metric[7:],
+                       "recorded before schema 2", int(meta.get("budget", 0)), str(meta.get("budget_unit", "")),
+                       json.dumps({"migrated_from": metric}), max(r[7] for r in group),
+                       float(meta.get("wall_seconds", 0.0)), first[14], first[15], first[16], run_id))
+            for r in group:
+                c.execute("INSERT OR REPLACE INTO attack_values VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          (attack_id, r[2], r[3], r[4], r[5], r[6], r[7], r[8]))
+                c.execute("DELETE FROM sample_values WHERE run_id = ? AND key = ?", (run_id, r[2]))
+            c.execute("DELETE FROM metric_values WHERE run_id = ? AND metric = ?", (run_id, metric))
 
     def close(self) -> None:
         self.conn.close()
@@ -132,7 +199,7 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot write database {self.path} ({exc}); pass a writable --db file") from None
+            raise StoreError(f"cannot write database {self.path} ({exc}); pass a writable database file") from None
         try:
             yield self.conn
             self.conn.execute("COMMIT")
@@ -223,11 +290,7 @@ class Store:
         cur = self.conn.execute(
             "SELECT metric, key, value, ci_low, ci_high, higher_is_better, n, meta FROM metric_values "
             "WHERE run_id = ? AND key NOT LIKE '\\_%' ESCAPE '\\' ORDER BY metric, key", (run_id,))
-        out = {}
-        for metric, key, value, low, high, hib, n, meta in cur.fetchall():
-            out[key] = {"metric": metric, "value": value, "ci95": None if low is None else [low, high],
-                        "higher_is_better": bool(hib), "n": n, **({"meta": json.loads(meta)} if meta != "{}" else {})}
-        return out
+        return {key: {"metric": metric, **_value(*rest)} for metric, key, *rest in cur.fetchall()}
 
     # -- attacks ---------------------------------------------------------------------------------
     def attack_run(self, attack_id: str) -> dict[str, Any] | None:
@@ -237,25 +300,46 @@ class Store:
     def attack_runs(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM attack_runs ORDER BY created_at, attack_id")
 
-    def add_attack(self, row: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-        """Store one attack run and its per-target rows in one transaction (replacing an old copy)."""
+    def add_attack(self, row: dict[str, Any], samples: list[dict[str, Any]],
+                   values: dict[str, Value] | None = None) -> None:
+        """Store one attack run, its per-target rows and its values in one transaction (replacing an old copy)."""
         with self.transaction() as c:
-            c.execute("DELETE FROM attack_samples WHERE attack_id = ?", (row["attack_id"],))
-            c.execute("DELETE FROM attack_runs WHERE attack_id = ?", (row["attack_id"],))
+            for table in ("attack_values", "attack_samples", "attack_runs"):
+                c.execute(f"DELETE FROM {table} WHERE attack_id = ?", (row["attack_id"],))
             c.execute(f"INSERT INTO attack_runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                       tuple(row.values()))
             for r in samples:
                 c.execute(f"INSERT INTO attack_samples ({', '.join(r)}) VALUES ({', '.join('?' for _ in r)})",
                           tuple(r.values()))
+            c.executemany("INSERT INTO attack_values VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          [(row["attack_id"], key, v.value, v.low, v.high, int(v.higher_is_better), v.n,
+                            json.dumps(v.meta)) for key, v in (values or {}).items()])
+
+    def attack_values(self, attack_id: str) -> dict[str, dict[str, Any]]:
+        """An attack run's values (language-model attacks), key -> value, interval, n, meta."""
+        cur = self.conn.execute("SELECT key, value, ci_low, ci_high, higher_is_better, n, meta FROM attack_values "
+                                "WHERE attack_id = ? ORDER BY key", (attack_id,))
+        return {key: _value(*rest) for key, *rest in cur.fetchall()}
+
+    def attacks_on(self, run_id: str) -> list[dict[str, Any]]:
+        """The attack runs made on evaluation run ``run_id``, each with its ``values``."""
+        rows = self._rows("SELECT * FROM attack_runs WHERE run_id = ? ORDER BY created_at, attack_id", (run_id,))
+        return [{**r, "values": self.attack_values(r["attack_id"])} for r in rows]
 
     def attack_samples(self, attack_id: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM attack_samples WHERE attack_id = ? ORDER BY target_index", (attack_id,))
 
     def count(self, table: str, run_id: str | None = None) -> int:
-        if table in ("attack_runs", "attack_samples"):
+        if table in ("attack_runs", "attack_samples", "attack_values"):
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         if table not in ("runs", "samples", "metric_values", "sample_values"):
             raise ValueError(f"unknown table {table!r}")
         if run_id is None:
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+
+def _value(value: float, low: float | None, high: float | None, hib: int, n: int, meta: str) -> dict[str, Any]:
+    """A stored value row as the dict every reader returns."""
+    return {"value": value, "ci95": None if low is None else [low, high], "higher_is_better": bool(hib), "n": n,
+            **({"meta": json.loads(meta)} if meta != "{}" else {})}

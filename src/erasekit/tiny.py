@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from erasekit.testbed.pipeline import load_text_encoder
+from erasekit.encoders import load_text_encoder
 
 
 def tiny_sd_pipeline(seed: int = 0, cross_attention_dim: int = 32) -> StableDiffusionPipeline:

@@ -163,7 +163,24 @@ def test_cli_errors(tmp_path, capsys, uce_run):
     _one_line_error(["eval", "--baseline"], capsys, "--concept")
     _one_line_error(["eval", "--baseline", "--concept", "skul"], capsys, "did you mean 'skull'")
     _one_line_error(["report", "--db", str(tmp_path / "missing.db")], capsys, "does not exist")
+    _one_line_error(["eval", "--baseline", "--concept", "skull", "--metrics", "efficacy,cost", "--db",
+                     str(tmp_path / "x.db")], capsys, "--metrics: 'cost' cannot run on this evaluation: it applies to "
+                                                      "erasure runs only")
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_requested_metric_that_cannot_run_is_an_error(shipped_testbed, shipped_judge, tmp_path):
+    """Named, not silently skipped, and before any image is generated or any row stored."""
+    store = Store(tmp_path / "m.db")
+    cfg = EvalConfig(n_prompts=1, seeds=(0,), steps=2)
+    with pytest.raises(ValueError, match="'cost' cannot run on this evaluation: it applies to erasure runs only"):
+        evaluate(store, shipped_testbed, shipped_judge, get_concept("skull"), cfg, metrics=("efficacy", "cost"))
+    with pytest.raises(ValueError, match="'efficacy' cannot run on this evaluation: it needs a judge"):
+        evaluate(store, shipped_testbed, None, get_concept("skull"), cfg, metrics=("efficacy",))
+    assert store.runs() == [] and store.count("samples") == 0
+    # by default, the metrics that apply run: no judge, no judge metrics (and nothing else to report)
+    result = evaluate(store, shipped_testbed, None, get_concept("skull"), cfg, progress=False)
+    assert result["metrics"] == {} and store.count("samples") > 0
 
 
 def test_report_in_headless_chromium(evaluated, tmp_path):

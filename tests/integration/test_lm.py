@@ -14,11 +14,10 @@ from erasekit.cli import main
 from erasekit.lm import evaluate as E
 from erasekit.lm import model as M
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import LMErasure, get_lm_method, lm_method_names, make_lm_config, unlearn_loop
+from erasekit.lm.methods.base import LMErasure, get_lm_method, lm_method_names, make_lm_config
+from erasekit.lm.unlearning import unlearn_loop
 
 SPEC = Forget("tinytofu", 0)
-FAST = {"graddiff": {"steps": 8}, "gradascent": {"steps": 8}, "npo": {"steps": 8}, "simnpo": {"steps": 8},
-        "rmu": {"steps": 8}}
 
 
 def forget_nll(lm: M.LM) -> float:
@@ -34,7 +33,7 @@ def state(lm: M.LM) -> dict[str, torch.Tensor]:
 def test_every_method_raises_forget_nll_and_round_trips(name, tiny_lms, tmp_path) -> None:
     full, _, _ = tiny_lms
     before_state, before = state(full), forget_nll(full)
-    art = get_lm_method(name).fit(full, SPEC, make_lm_config(name, FAST.get(name)), progress=False)
+    art = get_lm_method(name).fit(full, SPEC, make_lm_config(name, get_lm_method(name).test_config), progress=False)
     assert all(torch.equal(v, full.model.state_dict()[k]) for k, v in before_state.items()), "fit changed the model"
     loaded = LMErasure.load(art.save(tmp_path / name))
     with loaded.applied(full):
@@ -72,7 +71,8 @@ def test_gu_update_is_orthogonal_to_the_retain_gradient(tiny_lms) -> None:
     cfg = make_lm_config("graddiff", {"steps": 1, "batch": 1, "gu": True, "alpha": 0.0, "optimizer": "sgd",
                                       "lr": 0.1})
     from erasekit.lm.methods.graddiff import ascent_term
-    from erasekit.lm.unlearning import group_parameters, retain_loss
+    from erasekit.lm.methods.base import group_parameters
+    from erasekit.lm.unlearning import retain_loss
 
     params = group_parameters(full.model, "layers")
     new, _ = unlearn_loop(full, one, cfg, ascent_term, progress=False)
@@ -115,7 +115,10 @@ def test_evaluate_attack_store_and_report(tiny_lms, tmp_path) -> None:
     assert E.evaluate(store, full, SPEC, erasure=art, oracle=oracle)["cached"]
     for name in ("relearn", "quantize", "paraphrase", "two_hop"):
         E.attack(store, run["run_id"], full, SPEC, name, erasure=art, oracle=oracle)
-    got = store.metrics(run["run_id"])
+    attacks = store.attacks_on(run["run_id"])  # the same attack tables as diffusion attacks
+    assert sorted(a["attack"] for a in attacks) == ["paraphrase", "quantize", "relearn", "two_hop"]
+    assert not [k for k in store.metrics(run["run_id"]) if k.startswith("attack")]
+    got = {k: v for a in attacks for k, v in a["values"].items()}
     assert {"relearn_recovery", "relearn_oracle_recovery", "int4_forget_change", "paraphrase_surrogate_acc",
             "two_hop_two_hop_acc"} <= set(got)
     assert got["relearn_recovery"]["meta"]["budget"] == 10

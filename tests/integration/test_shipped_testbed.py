@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from erasekit.testbed.fidelity import generate
+from erasekit.sampling import generate
 from erasekit.testbed.pipeline import shipped_weights
 
 PROMPTS = [

@@ -8,7 +8,7 @@ import torch
 
 from erasekit.cli import main
 from erasekit.testbed.train import TrainConfig, train
-from erasekit.testbed.weights_io import load_tensors
+from erasekit.files import load_tensors
 
 
 @pytest.fixture(scope="module")

@@ -54,13 +54,16 @@ def test_verdict_table_known_answers():
 
 
 def test_metric_needs_are_checked():
-    a = _answers()
-    a.judge = None
-    assert get_metric("efficacy").missing(a) == "needs the testbed judge"
-    assert get_metric("cost").missing(a) == "applies to erasure runs only"
-    a.judge = object()
-    a.prompts = [EvalPrompt(p.text, p.split, None) for p in a.prompts]
-    assert "built-in testbed concept" in get_metric("ira").missing(a)
+    """``missing`` reads what an evaluation will carry (see erasekit.evaluation.available)."""
+    from erasekit.evaluation import available
+
+    no_judge = available(None, object(), None)
+    assert get_metric("efficacy").missing(no_judge).startswith("needs a judge")
+    assert get_metric("cost").missing(no_judge) == "applies to erasure runs only (fit cost and artifact size)"
+    user_concept = available(object(), None, None)
+    assert "built-in concept" in get_metric("ira").missing(user_concept)
+    assert get_metric("ira").missing(available(object(), object(), None)) is None
+    assert get_metric("cost").missing(available(object(), object(), object())) is None
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_a_shift_is_its_square():
@@ -91,7 +94,7 @@ def test_unknown_metric_suggests():
 
 
 def test_cost_tracks_time_and_memory():
-    from erasekit.metrics.cost import track
+    from erasekit.artifact import track
 
     with track() as cost:
         x = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB of float32, touched

@@ -44,3 +44,55 @@ def test_bad_database_paths(tmp_path):
         Store(tmp_path / "junk.db")
     with pytest.raises(StoreError, match="is a folder"):
         Store(tmp_path)
+
+
+V0_ATTACKS = """
+CREATE TABLE attack_runs (attack_id TEXT PRIMARY KEY, run_name TEXT NOT NULL, kind TEXT NOT NULL, method TEXT,
+    concept TEXT NOT NULL, artifact TEXT, attack TEXT NOT NULL, threat_model TEXT NOT NULL, budget INTEGER NOT NULL,
+    budget_unit TEXT NOT NULL, config TEXT NOT NULL, n INTEGER NOT NULL, pre_asr REAL NOT NULL, asr REAL NOT NULL,
+    unet_evals INTEGER NOT NULL, grad_steps INTEGER NOT NULL, wall_seconds REAL NOT NULL, versions TEXT NOT NULL,
+    git_hash TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE attack_samples (attack_id TEXT NOT NULL REFERENCES attack_runs(attack_id), target_index INTEGER NOT NULL,
+    prompt TEXT NOT NULL, seed INTEGER NOT NULL, pre_success INTEGER NOT NULL, success INTEGER NOT NULL,
+    adversarial_text TEXT, adversarial_path TEXT, image_path TEXT NOT NULL, verdict TEXT NOT NULL,
+    unet_evals INTEGER NOT NULL, grad_steps INTEGER NOT NULL, wall_seconds REAL NOT NULL, note TEXT NOT NULL,
+    PRIMARY KEY (attack_id, target_index));
+"""
+
+
+def test_a_version_0_database_is_migrated(tmp_path):
+    """Schema 0 kept language-model attacks as ``attack:<name>`` metric rows and required ASR columns;
+    opening it moves them into the attack tables, keeping diffusion attacks and their samples."""
+    import json
+    import sqlite3
+
+    from erasekit.store import SCHEMA
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    base = SCHEMA.split("CREATE TABLE IF NOT EXISTS runs")[1].split("CREATE TABLE IF NOT EXISTS attack_samples")[0]
+    conn.executescript("CREATE TABLE IF NOT EXISTS runs" + base + V0_ATTACKS)
+    conn.execute(f"INSERT INTO runs ({', '.join(RUN)}) VALUES ({', '.join('?' for _ in RUN)})",
+                 tuple({**RUN, "kind": "lm-erasure", "concept": "tinytofu"}.values()))
+    conn.execute("INSERT INTO metric_values VALUES ('r1', 'attack:relearn', 'relearn_recovery', 0.25, NULL, NULL, 0, "
+                 "8, ?)", (json.dumps({"budget": 10, "budget_unit": "fine-tuning steps", "wall_seconds": 3.5}),))
+    conn.execute("INSERT INTO metric_values VALUES ('r1', 'forget', 'forget_acc', 0.1, 0.0, 0.2, 0, 8, '{}')")
+    conn.execute("INSERT INTO attack_runs VALUES ('a1', 'uce/skull', 'erasure', 'uce', 'skull', NULL, 'embedding', "
+                 "'white-box', 60, 'gradient steps', '{}', 1, 0.0, 1.0, 50, 3, 1.5, '{}', 'abc', '2026-11-29')")
+    conn.execute("INSERT INTO attack_samples VALUES ('a1', 0, 'a red skull', 0, 0, 1, NULL, NULL, 'x.png', '{}', 50, "
+                 "3, 1.5, '')")
+    conn.commit()
+    conn.close()
+
+    store = Store(db)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert list(store.metrics("r1")) == ["forget_acc"]
+    (lm,) = store.attacks_on("r1")
+    assert lm["attack"] == "relearn" and lm["budget"] == 10 and lm["asr"] is None and lm["wall_seconds"] == 3.5
+    assert lm["values"]["relearn_recovery"]["value"] == 0.25
+    old = store.attack_run("a1")
+    assert old is not None and old["asr"] == 1.0 and len(store.attack_samples("a1")) == 1
+    store.close()
+    again = Store(db)  # opening a migrated database changes nothing
+    assert len(again.attack_runs()) == 2 and again.count("attack_values") == 1
+    assert again.conn.execute("PRAGMA foreign_key_check").fetchall() == []

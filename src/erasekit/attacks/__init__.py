@@ -1,9 +1,9 @@
-"""Attacks on erased models, one module each, registered in :data:`erasekit.attacks.base.ATTACKS`."""
+"""Attacks on erased models, one module each, registered in :data:`erasekit.attacks.base.ATTACKS`.
 
-from erasekit.attacks import arithmetic, discrete, embedding, finetune, inversion, latent, paraphrase  # noqa: F401
-from erasekit.attacks.base import ATTACKS, AttackContext, AttackResult, attack_names, get_attack, run_attack
+The registry imports every module of this package on first lookup: adding an attack is adding one
+file; its ``order`` places it on the ladder (:func:`ladder`) and ``test_budget`` sizes its test.
+"""
 
-#: in the issue's order of value per cost
-ORDER = ("paraphrase", "arithmetic", "embedding", "discrete", "inversion", "latent", "finetune")
+from erasekit.attacks.base import ATTACKS, AttackContext, AttackResult, attack_names, get_attack, ladder, run_attack
 
-__all__ = ["ATTACKS", "AttackContext", "AttackResult", "ORDER", "attack_names", "get_attack", "run_attack"]
+__all__ = ["ATTACKS", "AttackContext", "AttackResult", "attack_names", "get_attack", "ladder", "run_attack"]

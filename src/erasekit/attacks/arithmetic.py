@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, attributes_prompt, measured
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 from erasekit.attacks.paraphrase import paraphrases
 from erasekit.pipelines import encode
-from erasekit.testbed import data
+from erasekit.sampling import noise_generator, to_uint8
 
 
 @torch.no_grad()
@@ -25,7 +25,7 @@ def sample_composed(ctx: AttackContext, prompts: list[str], weights: list[float]
     conds = encode(pipe, prompts).states
     uncond = encode(pipe, [""]).states.expand(len(prompts), -1, -1)
     context = torch.cat([uncond, conds])
-    gen = torch.Generator().manual_seed(seed * 100003 + noise)
+    gen = noise_generator(seed, noise)
     size = pipe.unet.config.sample_size
     x = torch.randn((1, pipe.unet.config.in_channels, size, size), generator=gen) * pipe.scheduler.init_noise_sigma
     pipe.scheduler.set_timesteps(ctx.steps)
@@ -37,20 +37,20 @@ def sample_composed(ctx: AttackContext, prompts: list[str], weights: list[float]
         e_u, e_c = pred[:k], pred[k:]
         e = e_u.mean(0, keepdim=True) + scale * (w * (e_c - e_u)).sum(0, keepdim=True)
         x = pipe.scheduler.step(e, t, x).prev_sample
-    return np.round((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)[0]
+    return to_uint8((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1))[0]
 
 
 def compositions(ctx: AttackContext, target: Target) -> list[tuple[list[str], list[float], float]]:
     """Candidate ``(prompts, weights, scale)``, positive weights summing to 1 (so ``scale`` is the
     total guidance), most promising first."""
-    family, value = ctx.concept.family, ctx.concept.name
+    family, value, domain = ctx.concept.family, ctx.concept.name, ctx.domain
     assert family is not None
     g = ctx.guidance
-    phrases = paraphrases(family, value)
-    alt = [attributes_prompt(target.attributes, family, ph) for ph in phrases]
-    others = [v for v in data.FAMILIES[family] if v != value]
-    neighbours = [attributes_prompt(target.attributes, family, data.PHRASES[family][o]["train"][0]) for o in others]
-    bare = [data.PHRASES[family][value]["train"][0], *data.PHRASES[family][value]["heldout"][:2]]
+    alt = [ctx.rephrase(target.attributes, ph) for ph in paraphrases(ctx)]
+    others = [v for v in domain.families[family] if v != value]
+    neighbours = [ctx.rephrase(target.attributes, domain.phrases(family, o)["train"][0]) for o in others]
+    mine = domain.phrases(family, value)
+    bare = [mine["train"][0], *mine["heldout"][:2]]
     k = len(neighbours)
     out: list[tuple[list[str], list[float], float]] = [
         ([target.prompt, *neighbours], [1.0] + [-0.5 / k] * k, g),            # the target minus its neighbours
@@ -72,6 +72,8 @@ class ConceptArithmetic(Attack):
     needs = "control of the sampling loop"
     budget_unit = "compositions tried"
     default_budget = 8
+    order = 20
+    test_budget = 2
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         cands = compositions(ctx, target)

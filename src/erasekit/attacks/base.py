@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from erasekit.concepts import Concept
+from erasekit.domain import Domain, domain_of
 from erasekit.erasure import Erasure
+from erasekit.evaluation import eval_prompts
 from erasekit.losses import denoising_loss
 from erasekit.pipelines import encode
 from erasekit.registry import Registered, Registry
-from erasekit.testbed import data
-from erasekit.testbed.fidelity import generate_jobs
-from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate_jobs, noise_generator, to_uint8
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,20 @@ class AttackContext:
     @property
     def guard(self) -> bool:
         """Whether the erasure acts only while sampling (a hook on CFG batches; no weight changes)."""
-        e = self.erasure
-        return e is not None and e._get_method(e.method).declared_group(e.config) is None
+        return self.erasure is not None and not self.erasure.edits_weights
+
+    @cached_property
+    def domain(self) -> Domain:
+        """The concept's domain (attacks need its reference prompts and phrasings)."""
+        domain = domain_of(self.concept)
+        if domain is None:
+            raise ValueError(f"concept {self.concept.name!r} is a user concept; attacks need a built-in concept of a "
+                             "domain (skull, logo, red, neon, ...) for reference images and the judge")
+        return domain
+
+    def rephrase(self, attributes: dict[str, str], phrase: str) -> str:
+        """A prompt of ``attributes`` whose concept word is ``phrase`` (other words: the domain's plain ones)."""
+        return self.domain.prompt(attributes, {self.concept.family: phrase})  # type: ignore[dict-item]
 
     def loss(self, unet: torch.nn.Module, x0: torch.Tensor, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The erased model's denoising loss on ``x0``; against an inference-time guard it is taken
@@ -164,12 +176,12 @@ class AttackContext:
     def generate_embeds(self, states: torch.Tensor, seed: int, index: int, latents: torch.Tensor | None = None,
                         guidance: float | None = None) -> np.ndarray:
         """Generate from prompt embeddings ``(1, L, D)`` (and optionally given initial latents)."""
-        gen = torch.Generator().manual_seed(seed * 100003 + index)
+        gen = noise_generator(seed, index)
         g = self.guidance if guidance is None else guidance
         with torch.no_grad():
             img = self.pipe(prompt_embeds=states.detach(), num_inference_steps=self.steps, guidance_scale=g,
                             generator=gen if latents is None else None, latents=latents, output_type="np").images
-        return np.round(img * 255).astype(np.uint8)[0]
+        return to_uint8(img)[0]
 
 
 class Attack(Registered):
@@ -182,6 +194,10 @@ class Attack(Registered):
     default_budget: ClassVar[int] = 8
     #: one thing is learned for all targets (its cost is shared, not per target)
     shared: ClassVar[bool] = False
+    #: position on the attack ladder (cheapest, most valuable first): listings and tables use it
+    order: ClassVar[int] = 100
+    #: a small budget that still breaks the unedited model on two targets (the test suite's)
+    test_budget: ClassVar[int] = 1
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         """Attack one target (its unattacked prompt did not show the concept)."""
@@ -195,24 +211,21 @@ class Attack(Registered):
         return {t.index: self.attack(ctx, t, budget, gen) for t in tqdm(targets, desc=self.name, disable=not progress)}
 
 
-ATTACKS: Registry[Attack] = Registry("attack", Attack, package="erasekit.attacks")
+ATTACKS: Registry[Attack] = Registry("attack", Attack, package="erasekit.attacks", group="erasekit.attacks")
+get_attack = ATTACKS.create
+attack_names = ATTACKS.names
 
 
-def get_attack(name: str) -> Attack:
-    return ATTACKS.create(name)
-
-
-def attack_names() -> list[str]:
-    return ATTACKS.names()
+def ladder() -> list[str]:
+    """Every attack name in ladder order (``order``, then name)."""
+    return sorted(ATTACKS.names(), key=lambda n: (ATTACKS.get(n).order, n))
 
 
 def attack_targets(concept: Concept, n_prompts: int, seeds: list[int], prompt_seed: int = 0) -> list[tuple[int, str, dict, int]]:
     """``(index, prompt, attributes, seed)``: the concept's training-phrasing prompts x seeds."""
-    from erasekit.evaluation import eval_prompts
-
     if concept.family is None:
-        raise ValueError(f"concept {concept.name!r} is not a testbed concept: attacks need the testbed judge and "
-                         "reference images of the concept; use a built-in concept (skull, logo, red, neon, ...)")
+        raise ValueError(f"concept {concept.name!r} is a user concept: attacks need a domain's judge and reference "
+                         "images of the concept; use a built-in concept (skull, logo, red, neon, ...)")
     prompts = [p for p in eval_prompts(concept, n_prompts, prompt_seed) if p.split == "target"]
     return [(k, p.text, p.attributes, s) for s in seeds for k, p in enumerate(prompts)]  # type: ignore[misc]
 
@@ -242,7 +255,7 @@ def run_attack(
     shown = [ctx.shows_concept(v) for v in ctx.judge_images(refs)]
     if not any(shown):
         raise ValueError(f"the unedited model shows {ctx.concept.name!r} on none of the {len(raw)} target prompts at "
-                         f"guidance {ctx.guidance:g}; there is nothing to attack (try more --prompts or another guidance)")
+                         f"guidance {ctx.guidance:g}; there is nothing to attack (try more prompts or another guidance)")
     targets = [Target(j, p, a, s, refs[i], noise=k)
                for j, (i, (k, p, a, s)) in enumerate((i, r) for i, r in enumerate(raw) if shown[i])]
     counter = Counter()
@@ -282,10 +295,5 @@ def measured(ctx: AttackContext, fn) -> Outcome:
     return out
 
 
-def attributes_prompt(attributes: dict[str, str], family: str, phrase: str) -> str:
-    """A caption of ``attributes`` whose ``family`` word is ``phrase`` (other words: training phrasings)."""
-    return data.canonical_caption(data.Attributes(**attributes), {family: phrase})
-
-
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Outcome", "Target", "attack_names", "get_attack",
-           "run_attack", "measured"]
+           "ladder", "run_attack", "measured"]

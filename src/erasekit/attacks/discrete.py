@@ -35,6 +35,8 @@ class DiscreteAttack(Attack):
     needs = "reference images of the concept (drawn by the unedited model)"
     budget_unit = "gradient steps"
     default_budget = 60
+    order = 40
+    test_budget = 20
     tokens = 3
     lr = 0.5
     check_every = 10

@@ -63,6 +63,8 @@ class EmbeddingAttack(Attack):
     needs = "reference images of the concept (drawn by the unedited model)"
     budget_unit = "gradient steps"
     default_budget = 60
+    order = 30
+    test_budget = 10
     lr = 0.05
     check_every = 10
 

@@ -25,7 +25,9 @@ class FinetuneRecovery(Attack):
     needs = "a few images of the concept with captions (the unedited model's reference images)"
     budget_unit = "gradient steps (one LoRA for all targets)"
     default_budget = 100
-    rank = 4
+    order = 70
+    test_budget = 25
+    lora_rank = 4
     lr = 5e-3
     check_every = 25
     shared = True
@@ -42,7 +44,7 @@ class FinetuneRecovery(Attack):
         req = {n: p.requires_grad for n, p in unet.named_parameters()}
         was = unet.training
         torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-        unet.add_adapter(LoraConfig(r=self.rank, lora_alpha=self.rank, init_lora_weights=True,
+        unet.add_adapter(LoraConfig(r=self.lora_rank, lora_alpha=self.lora_rank, init_lora_weights=True,
                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]), adapter_name=ADAPTER)
         counter = Counter()
         t0 = time.perf_counter()

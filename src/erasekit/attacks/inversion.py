@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target, attributes_prompt
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target
 from erasekit.attacks.embedding import frozen, to_x0
 from erasekit.pipelines import max_length
 
@@ -35,6 +35,8 @@ class ConceptInversion(Attack):
     needs = "images of the concept (the unedited model's reference images of every target)"
     budget_unit = "gradient steps (one token for all targets)"
     default_budget = 100
+    order = 50
+    test_budget = 25
     lr = 0.02
     check_every = 25
     shared = True
@@ -44,9 +46,7 @@ class ConceptInversion(Attack):
         from tqdm.auto import tqdm
 
         pipe = ctx.pipe
-        family = ctx.concept.family
-        assert family is not None
-        prompts = [attributes_prompt(t.attributes, family, PLACEHOLDER) for t in targets]
+        prompts = [ctx.rephrase(t.attributes, PLACEHOLDER) for t in targets]
         x0 = torch.cat([to_x0(t.reference) for t in targets])
         place = pipe.tokenizer.convert_tokens_to_ids(PLACEHOLDER)
         token = pipe.text_encoder.get_input_embeddings().weight[place].detach().clone().requires_grad_(True)

@@ -54,6 +54,8 @@ class LatentInversion(Attack):
     needs = "an image of the concept (the unedited model's reference image)"
     budget_unit = "inversions tried (of 4)"
     default_budget = 4
+    order = 60
+    test_budget = 1
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         pipe = ctx.pipe

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, attributes_prompt, measured
-from erasekit.testbed import data
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 
-def paraphrases(family: str, value: str) -> list[str]:
-    """Held-out phrases first (never seen in training), then the training synonyms."""
-    table = data.PHRASES[family][value]
+
+def paraphrases(ctx: AttackContext) -> list[str]:
+    """The concept's held-out phrases first (never seen in training), then its training synonyms."""
+    table = ctx.domain.phrases(ctx.concept.family, ctx.concept.name)  # type: ignore[arg-type]
     return list(table["heldout"]) + list(table["train"])
 
 
@@ -22,12 +22,11 @@ class Paraphrase(Attack):
     needs = "nothing beyond the prompt interface"
     budget_unit = "prompts tried"
     default_budget = 16
+    order = 10
+    test_budget = 16
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
-        family = ctx.concept.family
-        assert family is not None
-        phrases = paraphrases(family, ctx.concept.name)
-        tries = [(attributes_prompt(target.attributes, family, ph), s) for s in range(4) for ph in phrases]
+        tries = [(ctx.rephrase(target.attributes, ph), s) for s in range(4) for ph in paraphrases(ctx)]
 
         def run(counter) -> Outcome:
             img, verdict, text = None, None, ""

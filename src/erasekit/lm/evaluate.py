@@ -2,8 +2,9 @@
 
 An LM evaluation is a row of the same ``runs`` table as a diffusion evaluation (``kind`` =
 ``lm-base``, ``lm-oracle`` or ``lm-erasure``) with its values in ``metric_values`` /
-``sample_values``; attack values are stored under the metric name ``attack:<name>`` of the run they
-attacked. The run id hashes the artifact, the base weights, the task and the metric list.
+``sample_values``; an attack is a row of the same ``attack_runs`` table as a diffusion attack,
+pointing at the run it attacked, with its values in ``attack_values``. Ids are content ids
+(:func:`erasekit.provenance.content_id`) of the inputs: base weights, task, kind and artifact.
 """
 
 from __future__ import annotations
@@ -19,23 +20,23 @@ from erasekit.lm import model as M
 from erasekit.lm.attacks.base import get_lm_attack
 from erasekit.lm.metrics.base import Context, Scores, compute_scores, get_lm_metric, lm_metric_names
 from erasekit.lm.tasks import Forget, Task, get_task
-from erasekit.lm.unlearning import LMErasure
+from erasekit.lm.methods.base import LMErasure
 from erasekit.metrics.base import Value
+from erasekit.provenance import content_id, record, utc_now
 from erasekit.store import Store
-from erasekit.evaluation import _now
-from erasekit.testbed.weights_io import git_commit, package_versions
+
+
+def tensor_digest(tensors: dict) -> str:
+    """SHA-256 (16 hex digits) over an artifact's tensors, in key order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode() + b"\0" + tensors[k].float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def run_id_for(lm: M.LM, spec: Forget, erasure: LMErasure | None, kind: str) -> str:
-    h = hashlib.sha256()
-    h.update(M.fingerprint(lm.model).encode())
-    h.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
-    h.update(kind.encode())
-    if erasure is not None:
-        h.update(json.dumps(erasure.to_json(), sort_keys=True).encode())
-        for k in sorted(erasure.tensors):
-            h.update(erasure.tensors[k].float().numpy().tobytes())
-    return "lm-" + h.hexdigest()[:12]
+    artifact = None if erasure is None else {**erasure.to_json(), "tensors": tensor_digest(erasure.tensors)}
+    return content_id({"base": M.fingerprint(lm.model), "task": spec.to_dict(), "kind": kind, "artifact": artifact})
 
 
 def metric_values(task: Task, scores: Scores, oracle: Scores | None, base: Scores | None,
@@ -73,25 +74,27 @@ def evaluate(store: Store, lm: M.LM, spec: Forget, *, erasure: LMErasure | None 
         "config": json.dumps({"task": spec.to_dict(), "model": lm.name,
                               "erasure": erasure.to_json() if erasure else None,
                               "oracle": oracle.name if oracle is not None else None}),
-        "seeds": json.dumps([spec.seed]), "versions": json.dumps(package_versions()),
-        "git_hash": git_commit(), "created_at": _now(),
+        "seeds": json.dumps([spec.seed]), **record(),
     }
     if store.run(run_id) is not None:
         store.delete_run(run_id)
     store.add_run(row)
     for metric, vals in values.items():
         store.add_metric(run_id, metric, vals)
-    store.complete_run(run_id, _now(), round(time.perf_counter() - start, 2))
+    store.complete_run(run_id, utc_now(), round(time.perf_counter() - start, 2))
     return {"run_id": run_id, "metrics": store.metrics(run_id), "cached": False}
 
 
 def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, *,
            erasure: LMErasure | None = None, oracle: M.LM | None = None, budget: int | None = None,
            seed: int = 0) -> dict[str, Any]:
-    """Run one attack on ``lm`` (with ``erasure`` applied) and store its values under ``attack:<name>``."""
+    """Run one attack on ``lm`` (with ``erasure`` applied) and store it as an attack run on ``run_id``."""
     atk = get_lm_attack(attack_name)
     budget = atk.default_budget if budget is None else budget
     atk.check_budget(budget)
+    run = store.run(run_id)
+    if run is None:
+        raise ValueError(f"run {run_id} is not in {store.path}; evaluate the model first")
     task = get_task(spec)
     start = time.perf_counter()
     with erasure.applied(lm) if erasure is not None else nullcontext():
@@ -100,6 +103,15 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
     values = {k: Value(v.value, v.low, v.high, v.higher_is_better, v.n, v.samples,
                        {**v.meta, "budget": budget, "budget_unit": atk.budget_unit, "wall_seconds": wall})
               for k, v in values.items()}
-    store.add_metric(run_id, f"attack:{attack_name}", values)
-    return {"run_id": run_id, "attack": attack_name, "budget": budget, "wall_seconds": wall,
+    settings = {"attack": attack_name, "budget": budget, "seed": seed,
+                "oracle": oracle.name if oracle is not None else None}
+    attack_id = content_id({"run_id": run_id, **settings})
+    store.add_attack({
+        "attack_id": attack_id, "run_name": run["name"], "kind": run["kind"], "method": run["method"],
+        "concept": run["concept"], "artifact": run["artifact"], "attack": attack_name,
+        "threat_model": atk.threat_model, "budget": budget, "budget_unit": atk.budget_unit,
+        "config": json.dumps(settings), "n": max((v.n for v in values.values()), default=0), "wall_seconds": wall,
+        "run_id": run_id, **record(),
+    }, [], values)
+    return {"run_id": run_id, "attack_id": attack_id, "attack": attack_name, "budget": budget, "wall_seconds": wall,
             "values": {k: v.to_json() for k, v in values.items()}}

@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from erasekit.files import atomic_write_json
 from erasekit.lm import data
 
 SMOLLM2 = "smollm2"
@@ -85,8 +86,6 @@ def save(lm: LM, folder: str | Path, meta: dict | None = None) -> Path:
     """``save_pretrained`` (safetensors) + tokenizer + ``erasekit.json``, written to a temp folder then renamed."""
     import shutil
     import tempfile
-
-    from erasekit.testbed.weights_io import atomic_write_json
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)

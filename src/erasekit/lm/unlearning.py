@@ -1,110 +1,29 @@
-"""The language-model side of the erasure contract, sharing the diffusion side's artifact and registry code.
-
-An :class:`LMMethod` fits on an :class:`~erasekit.lm.model.LM` and a :class:`~erasekit.lm.tasks.Forget`
-spec and returns an :class:`LMErasure`: the same ``config.json`` + ``weights.safetensors`` artifact
-as :class:`erasekit.erasure.Erasure` (only the touched tensors), applied to and removed from a
-``transformers`` model. Gradient methods share :func:`unlearn_loop` (forget term from the method,
-retain term NLL or KL, optional GU projection).
+"""What language-model unlearning methods share: the gradient loop :func:`unlearn_loop` (forget
+term from the method, retain term NLL or KL, optional GU projection), parameter restoring and
+layer hooks. The contract itself (:class:`~erasekit.lm.methods.base.LMMethod`,
+:class:`~erasekit.lm.methods.base.LMErasure`) is in :mod:`erasekit.lm.methods.base`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
 from erasekit.config import Config, check
-from erasekit.erasure import Erasure, Method
 from erasekit.linalg import orthogonal_to_span
+from erasekit.lm.methods.base import (LM_GROUPS, LM_METHODS, LMErasure, LMMethod, get_lm_method, group_parameters,
+                                      lm_method_names, make_lm_config)
 from erasekit.lm.model import LM, batch_qa, clone, decoder_layers, fingerprint, mean_token_nll
 from erasekit.lm.tasks import Forget, Task, get_task
 from erasekit.losses import next_token_kl
-from erasekit.registry import Registry
 
-#: Named parameter groups of a Llama-style causal LM: name -> (pattern over parameter names, what it selects).
-LM_GROUPS: dict[str, tuple[str, str]] = {
-    "layers": (r"(^|\.)layers\.\d+\.", "every parameter of the decoder layers (attention, MLP, norms)"),
-    "mlp": (r"(^|\.)layers\.\d+\.mlp\.", "the MLP projections of every decoder layer"),
-    "residual_writers": (r"(^|\.)layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$",
-                         "attention o_proj and MLP down_proj of every layer (directional ablation)"),
-    "down_proj": (r"(^|\.)layers\.\d+\.mlp\.down_proj\.weight$",
-                  "MLP down_proj of every layer (small artifacts on real models)"),
-}
-
-
-def group_parameters(model: torch.nn.Module, group: str, upto: int | None = None) -> dict[str, torch.nn.Parameter]:
-    """The parameters of a named group; ``"rmu"`` with ``upto=l`` is the MLPs of layers ``l-2 .. l``."""
-    if group == "rmu":
-        assert upto is not None
-        layers = "|".join(str(i) for i in range(max(0, upto - 2), upto + 1))
-        pattern = r"(^|\.)layers\.(" + layers + r")\.mlp\."
-    elif group in LM_GROUPS:
-        pattern = LM_GROUPS[group][0]
-    else:
-        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(LM_GROUPS)}, rmu")
-    out = {n: p for n, p in model.named_parameters() if re.search(pattern, n)}
-    if not out:
-        raise ValueError(f"parameter group {group!r} selects nothing in {type(model).__name__}")
-    return out
-
-
-class LMMethod(Method):
-    """A language-model unlearning method: ``fit(lm, forget, config) -> LMErasure``. The diffusion
-    :class:`~erasekit.erasure.Method` contract (``config_class``, ``group``, ``install``, ``summary``)
-    with a :class:`~erasekit.lm.model.LM` in place of the pipeline and a :class:`Forget` spec in
-    place of the concept."""
-
-    group: ClassVar[str | None] = "layers"
-
-    def fit(self, lm: LM, forget: Forget, config: Config, progress: bool = True) -> "LMErasure":  # type: ignore[override]
-        raise NotImplementedError
-
-
-LM_METHODS: Registry[LMMethod] = Registry("language-model method", LMMethod, package="erasekit.lm.methods")
-
-
-def get_lm_method(name: str) -> LMMethod:
-    return LM_METHODS.create(name)
-
-
-def lm_method_names() -> list[str]:
-    return LM_METHODS.names()
-
-
-def make_lm_config(method: str, overrides: dict[str, Any] | None = None) -> Config:
-    """The method's default config with ``overrides`` applied (validated)."""
-    return get_lm_method(method).config_class.with_overrides(overrides)
-
-
-def _module(target: Any) -> torch.nn.Module:
-    return target.model if isinstance(target, LM) else target
-
-
-class LMErasure(Erasure):
-    """An unlearning artifact for a ``transformers`` causal LM (or an :class:`LM`)."""
-
-    spec_class = Forget
-
-    @staticmethod
-    def _get_method(name: str) -> Any:
-        return get_lm_method(name)
-
-    @staticmethod
-    def _fingerprint(target: Any) -> str:
-        return fingerprint(_module(target))
-
-    @staticmethod
-    def _parameter(target: Any, key: str) -> torch.nn.Parameter:
-        return _module(target).get_parameter(key)
-
-    def export(self, pipe: Any, folder: Any, force: bool = False) -> Any:  # pragma: no cover - not offered
-        raise NotImplementedError("exporting a whole language model is not offered; ship the artifact")
-
+__all__ = ["LM_GROUPS", "LM_METHODS", "GradientConfig", "LMErasure", "LMMethod", "get_lm_method", "gradient_fit",
+           "group_parameters", "lm_method_names", "make_lm_config", "unlearn_loop"]
 
 def touched(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
     """Detached copies of ``params`` (an artifact's tensors, or values to restore)."""

@@ -1,5 +1,4 @@
-"""Erasure methods, one module each, registered in :data:`erasekit.erasure.METHODS` on import."""
+"""Erasure methods, one module each, registered in :data:`erasekit.erasure.METHODS`.
 
-from erasekit.methods import esd, negative_prompt, rece, sld, uce  # noqa: F401
-
-MODULES = ("esd", "negative_prompt", "rece", "sld", "uce")
+The registry imports every module of this package on first lookup: adding a method is adding one file.
+"""

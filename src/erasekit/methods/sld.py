@@ -64,6 +64,7 @@ class SLD(Method):
     """SLD: safety guidance away from the concept at inference (Schramowski et al. 2023)."""
 
     config_class = SLDConfig
+    test_config = {"warmup_steps": 0}
     group = None
 
     def fit(self, pipe: DiffusionPipeline, concept: Concept, config: MethodConfig, progress: bool = True) -> Erasure:

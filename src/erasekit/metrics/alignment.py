@@ -11,6 +11,8 @@ class Alignment(Metric):
     non-target prompts alone)."""
 
     needs = ("judge", "attributes")
+    order = 40
+    report = {"alignment": "alignment"}
 
     def compute(self, answers: Answers) -> dict[str, Value]:
         assert answers.verdicts is not None

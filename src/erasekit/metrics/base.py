@@ -12,22 +12,12 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
-from erasekit.concepts import Concept
+from erasekit.concepts import OTHER, TARGET_SPLITS, Concept, EvalPrompt
 from erasekit.registry import Registered, Registry
 from erasekit.stats import bootstrap_mean
 
-#: Prompt splits of an evaluation prompt set (see :func:`erasekit.evaluation.eval_prompts`).
-TARGET_SPLITS = ("target", "target_heldout_phrasings", "target_heldout_pairs")
-OTHER = "other"
-
-
-@dataclass(frozen=True)
-class EvalPrompt:
-    """One prompt of an evaluation set: its text, split, and the attributes it names (testbed)."""
-
-    text: str
-    split: str
-    attributes: dict[str, str] | None = None
+__all__ = ["METRICS", "OTHER", "TARGET_SPLITS", "Answers", "EvalPrompt", "Metric", "Value", "default_metrics",
+           "get_metric", "mean_value", "metric_names"]
 
 
 @dataclass
@@ -42,6 +32,7 @@ class Answers:
     base_images: np.ndarray | None = None
     judge: Any = None
     artifact: dict[str, Any] | None = None
+    domain: Any = None  # the concept's :class:`~erasekit.domain.Domain` (built-in concepts)
 
     def rows(self) -> Iterator[tuple[int, int, EvalPrompt, int]]:
         """``(prompt_index, seed, prompt, image_index)`` for every image."""
@@ -71,37 +62,58 @@ class Value:
                 **({"meta": self.meta} if self.meta else {})}
 
 
+#: Why a metric cannot run when the answer set lacks what it needs.
+NEEDS: dict[str, str] = {
+    "judge": "needs a judge (the concept's domain judge, e.g. the testbed's)",
+    "attributes": "needs a built-in concept of a domain (prompts with known attributes)",
+    "domain": "needs a built-in concept of a domain (reference images)",
+    "base_images": "needs the unedited model's images (evaluate an erasure, not the baseline)",
+    "artifact": "applies to erasure runs only (fit cost and artifact size)",
+}
+
+
 class Metric(Registered):
-    """Scores an answer set. Subclasses set ``higher_is_better``, ``needs`` and a docstring."""
+    """Scores an answer set. Subclasses set the class attributes below and a docstring; the
+    report, the default metric set and the CLI listing read them, so a metric is one file."""
 
     name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
-    #: what the answer set must carry: ``"judge"``, ``"attributes"``, ``"base_images"``, ``"artifact"``
+    #: what the answer set must carry: keys of :data:`NEEDS`
     needs: ClassVar[tuple[str, ...]] = ()
+    #: computed by ``erasekit eval`` when no ``--metrics`` are given
+    default: ClassVar[bool] = True
+    #: the values the report shows, key -> column header, in the ``report_table`` table
+    report: ClassVar[dict[str, str]] = {}
+    report_table: ClassVar[str] = "summary"
+    #: position of its columns in the report (lower first)
+    order: ClassVar[int] = 100
 
     def compute(self, answers: Answers) -> dict[str, Value]:
         raise NotImplementedError
 
-    def missing(self, answers: Answers) -> str | None:
-        """Why this metric cannot score ``answers`` (``None`` if it can)."""
-        if "judge" in self.needs and (answers.judge is None or answers.verdicts is None):
-            return "needs the testbed judge"
-        if "attributes" in self.needs and any(p.attributes is None for p in answers.prompts):
-            return "needs a built-in testbed concept (prompts with known attributes)"
-        if "base_images" in self.needs and answers.base_images is None:
-            return "needs the unedited model's images"
-        return None
+    def missing(self, have: frozenset[str]) -> str | None:
+        """Why this metric cannot run on an answer set that carries ``have`` (``None`` if it can)."""
+        return next((NEEDS[n] for n in self.needs if n not in have), None)
 
 
-METRICS: Registry[Metric] = Registry("metric", Metric, package="erasekit.metrics")
+METRICS: Registry[Metric] = Registry("metric", Metric, package="erasekit.metrics", group="erasekit.metrics")
+get_metric = METRICS.create
+metric_names = METRICS.names
 
 
-def get_metric(name: str) -> Metric:
-    return METRICS.create(name)
+def ranked() -> list[Metric]:
+    """Every registered metric, in report order."""
+    return sorted((get_metric(n) for n in metric_names()), key=lambda m: (m.order, m.name))
 
 
-def metric_names() -> list[str]:
-    return METRICS.names()
+def default_metrics() -> list[Metric]:
+    """The metrics ``erasekit eval`` computes by default, in report order."""
+    return [m for m in ranked() if m.default]
+
+
+def report_columns(table: str = "summary") -> dict[str, str]:
+    """Value key -> column header of every metric's ``report`` entries in ``table``, in ``order``."""
+    return {k: h for m in ranked() if m.report_table == table for k, h in m.report.items()}
 
 
 def mean_value(

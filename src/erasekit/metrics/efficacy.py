@@ -16,6 +16,9 @@ class Efficacy(Metric):
 
     higher_is_better = True
     needs = ("judge", "attributes")
+    order = 10
+    report = {"efficacy": "efficacy<br>(UA)", "efficacy_heldout_phrasings": "efficacy<br>held-out phrasings",
+              "efficacy_heldout_pairs": "efficacy<br>held-out pairs"}
 
     def compute(self, answers: Answers) -> dict[str, Value]:
         family, value = answers.concept.family, answers.concept.name

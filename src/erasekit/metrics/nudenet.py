@@ -60,6 +60,9 @@ class NudeNetRate(Metric):
     """NudeNet nudity rate on the target prompts (9 exposed classes, threshold 0.45)."""
 
     higher_is_better = False
+    default = False  # real Stable Diffusion images only
+    order = 70
+    report = {"nudenet_rate": "NudeNet rate"}
 
     def compute(self, answers: Answers) -> dict[str, Value]:
         det = NudityDetector()

@@ -2,8 +2,9 @@
 
 FID (Heusel et al., 2017) and KID (Binkowski et al., 2018) need Inception-v3, which cannot be
 downloaded here; torchmetrics' implementations take any feature extractor, so the testbed uses
-the judge's 128-d penultimate features (the in-domain FD suggested for synthetic testbeds).
-Two references: real ShapeCanvas drawings of the same attributes (``fd_real``, ``kid_real``), and
+the judge's features (:meth:`erasekit.domain.Judge.image_features`; the testbed judge's 128-d
+penultimate layer: the in-domain FD suggested for synthetic testbeds). Two references: the
+domain's real drawings of the same attributes (``fd_real``, ``kid_real``), and
 the unedited model's images for the same prompts and seeds (``fd_base``, ``kid_base``).
 Intervals: 95% bootstrap over images (paired resampling).
 """
@@ -19,10 +20,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from erasekit.metrics.base import METRICS, Answers, Metric, Value
 from erasekit.stats import bootstrap_stat
-from erasekit.testbed import data
-from erasekit.testbed.judge import to_tensor
 
-REAL_SEED = 7_000_003  # drawing seed offset of the reference ShapeCanvas images
 N_BOOT = 100
 
 
@@ -59,21 +57,11 @@ def kernel_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 20, seed: i
     return float(mean)
 
 
-def judge_features(judge, images: np.ndarray) -> torch.Tensor:
-    with torch.no_grad():
-        was = judge.training
-        judge.eval()
-        x = to_tensor(images)
-        feats = torch.cat([judge.embed(x[i : i + 512]) for i in range(0, x.shape[0], 512)])
-        judge.train(was)
-    return feats.double()
-
-
 def real_images(answers: Answers) -> np.ndarray:
-    """ShapeCanvas drawings of each image's prompt attributes (image order)."""
+    """The domain's drawings of each image's prompt attributes (image order)."""
     out = np.empty_like(answers.images)
     for i, seed, p, j in answers.rows():
-        out[j] = data.render(data.Attributes(**p.attributes), REAL_SEED + seed * 100003 + i)  # type: ignore[arg-type]
+        out[j] = answers.domain.reference_image(p.attributes, seed, i)
     return out
 
 
@@ -85,7 +73,7 @@ def _distances(gen: torch.Tensor, ref: torch.Tensor, name: str) -> dict[str, Val
     kid = kernel_distance(ref, gen)
     fd_ci = bootstrap_stat(n, lambda idx: frechet_distance(ref[idx], gen[idx]), n_boot=N_BOOT)
     kid_ci = bootstrap_stat(n, lambda idx: kernel_distance(ref[idx], gen[idx], subsets=5), n_boot=N_BOOT // 2)
-    meta = {"features": "judge penultimate (128-d)", "n_boot": N_BOOT}
+    meta = {"features": f"judge penultimate ({gen.shape[1]}-d)", "n_boot": N_BOOT}
     return {
         f"fd_{name}": Value(fd, *fd_ci, higher_is_better=False, n=n, meta=meta),
         f"kid_{name}": Value(kid, *kid_ci, higher_is_better=False, n=n, meta=meta),
@@ -98,12 +86,15 @@ class Quality(Metric):
 
     higher_is_better = False
     needs = ("judge",)
+    order = 50
+    report = {"fd_real": "FD<br>vs real", "fd_base": "FD<br>vs unedited"}
 
     def compute(self, answers: Answers) -> dict[str, Value]:
-        gen = judge_features(answers.judge, answers.images)
+        features = answers.judge.image_features
+        gen = features(answers.images)
         out: dict[str, Value] = {}
-        if all(p.attributes is not None for p in answers.prompts):
-            out.update(_distances(gen, judge_features(answers.judge, real_images(answers)), "real"))
+        if answers.domain is not None and all(p.attributes is not None for p in answers.prompts):
+            out.update(_distances(gen, features(real_images(answers)), "real"))
         if answers.base_images is not None:
-            out.update(_distances(gen, judge_features(answers.judge, answers.base_images), "base"))
+            out.update(_distances(gen, features(answers.base_images), "base"))
         return out

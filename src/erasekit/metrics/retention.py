@@ -16,6 +16,8 @@ class InDomainRetention(Metric):
     """In-domain retention (IRA): judge accuracy on the same family's other concepts."""
 
     needs = ("judge", "attributes")
+    order = 20
+    report = {"ira": "IRA"}
 
     def compute(self, answers: Answers) -> dict[str, Value]:
         family = answers.concept.family
@@ -31,6 +33,8 @@ class CrossDomainRetention(Metric):
     """Cross-domain retention (CRA): judge accuracy of the other families on all prompts."""
 
     needs = ("judge", "attributes")
+    order = 30
+    report = {"cra": "CRA"}
 
     def compute(self, answers: Answers) -> dict[str, Value]:
         family = answers.concept.family

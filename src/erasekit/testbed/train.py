@@ -8,26 +8,9 @@ min-SNR-5 loss weighting, AdamW (lr 1e-3, 200 warm-up steps, cosine decay to 10%
 the fly from ShapeCanvas (seen shape+colour pairs, training phrasings only); captions are encoded
 once and cached in the output folder.
 
-Speed on the 2-core build machine (Intel Xeon with AMX; ``python benchmarks/train_step.py``,
-median of 3 steps after 2 warm-up steps, 2 threads), one training step (forward, backward, AdamW):
-
-=================================  ========  ==========
-setting                            s / step  images / s
-=================================  ========  ==========
-small 32/64/64, batch 64, fp32     1.32      48.6
-small, batch 64, bf16 autocast     1.51      42.3
-small, bf16, channels-last         1.61      39.8
-small, bf16, batch 32              0.89      35.8
-small, bf16, batch 128             3.29      38.9
-medium 64/128/128, bf16, batch 64  2.11      30.4
-=================================  ========  ==========
-
-A second run gave small fp32 1.36 / bf16 1.75 s and medium fp32 3.90 / bf16 2.54 s per step.
-Chosen by those figures: the small model in fp32 (bf16 autocast only pays off at medium width on
-this CPU), contiguous memory (channels-last is slower at 32x32), batch 64 (the best images/s).
-In the full loop (drawing images on the fly in a prefetch thread, EMA, checkpoints) a step takes
-1.75 s on a quiet machine; the shipped 2,500-step run took 85.7 min wall, caption encoding
-included, while other jobs shared the machine part of the time (``training.json``).
+The small model in fp32, contiguous memory and batch 64 were chosen from the step timings of
+``python benchmarks/train_step.py``; those figures and the cost of the shipped run are in
+docs/results.md (Training cost).
 """
 
 from __future__ import annotations
@@ -48,14 +31,10 @@ from tqdm.auto import tqdm
 
 from erasekit.config import Config
 from erasekit.testbed import data
-from erasekit.testbed.pipeline import MAX_LENGTH, TestbedPipeline, load_text_encoder
-from erasekit.testbed.weights_io import (
-    atomic_write_json,
-    git_commit,
-    load_tensors,
-    package_versions,
-    save_tensors,
-)
+from erasekit.encoders import load_text_encoder
+from erasekit.files import atomic_write_json, load_tensors, save_tensors
+from erasekit.provenance import git_commit, package_versions
+from erasekit.testbed.pipeline import MAX_LENGTH, TestbedPipeline
 
 WIDTHS: dict[str, tuple[int, int, int]] = {"small": (32, 64, 64), "medium": (64, 128, 128)}
 NUM_TRAIN_TIMESTEPS = 1000
@@ -79,25 +58,18 @@ def unet_config(width: str = "small") -> dict:
     )
 
 
+#: The noise schedule training and sampling share.
+SCHEDULE = {"num_train_timesteps": NUM_TRAIN_TIMESTEPS, "beta_schedule": "squaredcos_cap_v2",
+            "prediction_type": "v_prediction"}
+
+
 def train_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
-        beta_schedule="squaredcos_cap_v2",
-        prediction_type="v_prediction",
-        clip_sample=False,
-    )
+    return DDPMScheduler(**SCHEDULE, clip_sample=False)
 
 
 def sample_scheduler() -> DDIMScheduler:
     """DDIM with trailing spacing, so sampling starts from the last (pure-noise) timestep."""
-    return DDIMScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
-        beta_schedule="squaredcos_cap_v2",
-        prediction_type="v_prediction",
-        clip_sample=True,
-        set_alpha_to_one=True,
-        timestep_spacing="trailing",
-    )
+    return DDIMScheduler(**SCHEDULE, clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing")
 
 
 @dataclass(frozen=True)

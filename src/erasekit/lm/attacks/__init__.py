@@ -1,3 +1,2 @@
-"""Importing this package registers every language-model attack."""
-
-from erasekit.lm.attacks import paraphrase, probe, quantize, relearn  # noqa: F401
+"""Language-model attacks, one module each, registered in :data:`erasekit.lm.attacks.base.LM_ATTACKS`
+(the registry imports every module here on first lookup)."""

@@ -28,15 +28,10 @@ class LMAttack(Registered):
 
     def check_budget(self, budget: int) -> None:
         if budget < 1:
-            raise ValueError(f"--budget: must be >= 1 {self.budget_unit}, got {budget}")
+            raise ValueError(f"budget: must be >= 1 {self.budget_unit}, got {budget}")
 
 
-LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack, package="erasekit.lm.attacks")
-
-
-def get_lm_attack(name: str) -> LMAttack:
-    return LM_ATTACKS.create(name)
-
-
-def lm_attack_names() -> list[str]:
-    return LM_ATTACKS.names()
+LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack, package="erasekit.lm.attacks",
+                                          group="erasekit.lm_attacks")
+get_lm_attack = LM_ATTACKS.create
+lm_attack_names = LM_ATTACKS.names

@@ -35,7 +35,7 @@ class Quantize(LMAttack):
 
     def check_budget(self, budget: int) -> None:
         if budget not in (2, 3, 4, 8):
-            raise ValueError(f"--budget: the quantize attack takes 2, 3, 4 or 8 bits, got {budget}")
+            raise ValueError(f"budget: the quantize attack takes 2, 3, 4 or 8 bits, got {budget}")
 
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
         self.check_budget(budget)

@@ -1,3 +1,2 @@
-"""Importing this package registers every language-model unlearning method."""
-
-from erasekit.lm.methods import abliteration, graddiff, leace, npo, rmu, simnpo  # noqa: F401
+"""Language-model unlearning methods, one module each, registered in
+:data:`erasekit.lm.methods.base.LM_METHODS` (the registry imports every module here on first lookup)."""

@@ -17,7 +17,7 @@ from erasekit.config import Config, check
 from erasekit.linalg import project_out_cols, project_out_rows
 from erasekit.lm.model import LM, decoder_layers, fingerprint, last_token_states
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import LM_METHODS, LMErasure, LMMethod, group_parameters
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import torch
 
 from erasekit.lm.model import LM, mean_token_nll
 from erasekit.lm.tasks import Forget
-from erasekit.lm.unlearning import LM_METHODS, GradientConfig, LMErasure, LMMethod, gradient_fit
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod
+from erasekit.lm.unlearning import GradientConfig, gradient_fit
 
 
 def ascent_term(lm: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:
@@ -36,6 +37,7 @@ class GradDiff(LMMethod):
     """GradDiff: ascend the forget NLL, descend the retain NLL or KL (Liu et al. 2022; TOFU)."""
 
     config_class = GradDiffConfig
+    test_config = {"steps": 8}
 
     def fit(self, lm: LM, forget: Forget, config: GradientConfig, progress: bool = True) -> LMErasure:
         return gradient_fit(self, lm, forget, config, ascent_term, progress=progress)
@@ -46,3 +48,4 @@ class GradAscent(GradDiff):
     """GradAscent: ascend the forget NLL with no retain term (collapses utility; the floor every table needs)."""
 
     config_class = GradAscentConfig
+    test_config = {"steps": 8}

@@ -18,7 +18,7 @@ from erasekit.config import Config, check
 from erasekit.lm import data
 from erasekit.lm.model import LM, decoder_layers, fingerprint, last_token_states
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import LM_METHODS, LMErasure, LMMethod, _module
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, as_module
 
 
 @dataclass(frozen=True)
@@ -74,5 +74,5 @@ class Leace(LMMethod):
                 return (eraser(out[0]),) + tuple(out[1:])
             return eraser(out)
 
-        handle = decoder_layers(_module(target))[erasure.config.layer].register_forward_hook(hook)
+        handle = decoder_layers(as_module(target))[erasure.config.layer].register_forward_hook(hook)
         return handle.remove

@@ -14,7 +14,8 @@ import torch
 from erasekit.config import check
 from erasekit.lm.model import LM, _token_logprobs
 from erasekit.lm.tasks import Forget
-from erasekit.lm.unlearning import LM_METHODS, GradientConfig, LMErasure, LMMethod, gradient_fit
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod
+from erasekit.lm.unlearning import GradientConfig, gradient_fit
 from erasekit.losses import npo_loss
 
 
@@ -32,6 +33,7 @@ class NPO(LMMethod):
     """NPO: negative preference optimisation against the frozen model (Zhang et al. 2024)."""
 
     config_class = NPOConfig
+    test_config = {"steps": 8}
 
     def fit(self, lm: LM, forget: Forget, config: NPOConfig, progress: bool = True) -> LMErasure:
         def term(m: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:

@@ -17,8 +17,8 @@ import torch
 from erasekit.config import check
 from erasekit.lm.model import LM, batch_qa, decoder_layers, score_qa
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import (LM_METHODS, GradientConfig, LMErasure, LMMethod, gradient_fit,
-                                    group_parameters, layer_output)
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
+from erasekit.lm.unlearning import GradientConfig, gradient_fit, layer_output
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class RMU(LMMethod):
     """RMU: misdirect one layer's activations on forget text, keep them on retain text (Li et al. 2024)."""
 
     config_class = RMUConfig
+    test_config = {"steps": 8}
     group = "rmu"
 
     def _fit_one(self, lm: LM, forget: Forget, cfg: RMUConfig, progress: bool) -> LMErasure:

@@ -13,7 +13,8 @@ import torch
 from erasekit.config import check
 from erasekit.lm.model import LM, _token_logprobs
 from erasekit.lm.tasks import Forget
-from erasekit.lm.unlearning import LM_METHODS, GradientConfig, LMErasure, LMMethod, gradient_fit
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod
+from erasekit.lm.unlearning import GradientConfig, gradient_fit
 from erasekit.losses import simnpo_loss
 
 
@@ -33,6 +34,7 @@ class SimNPO(LMMethod):
     """SimNPO: reference-free, length-normalised NPO (Fan et al. 2024)."""
 
     config_class = SimNPOConfig
+    test_config = {"steps": 8}
 
     def fit(self, lm: LM, forget: Forget, config: SimNPOConfig, progress: bool = True) -> LMErasure:
         def term(m: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:

@@ -1,3 +1,2 @@
-"""Importing this package registers every language-model metric."""
-
-from erasekit.lm.metrics import forget, privacy, utility  # noqa: F401
+"""Language-model metrics, one module each, registered in :data:`erasekit.lm.metrics.base.LM_METRICS`
+(the registry imports every module here on first lookup)."""

@@ -55,15 +55,10 @@ class LMMetric(Registered):
         raise NotImplementedError
 
 
-LM_METRICS: Registry[LMMetric] = Registry("language-model metric", LMMetric, package="erasekit.lm.metrics")
-
-
-def get_lm_metric(name: str) -> LMMetric:
-    return LM_METRICS.create(name)
-
-
-def lm_metric_names() -> list[str]:
-    return LM_METRICS.names()
+LM_METRICS: Registry[LMMetric] = Registry("language-model metric", LMMetric, package="erasekit.lm.metrics",
+                                          group="erasekit.lm_metrics")
+get_lm_metric = LM_METRICS.create
+lm_metric_names = LM_METRICS.names
 
 
 def mean_of(values: np.ndarray, higher_is_better: bool, meta: dict | None = None) -> Value:

@@ -7,11 +7,8 @@ import json
 import time
 from pathlib import Path
 
-
-def _cli():
-    from erasekit import cli
-
-    return cli
+from erasekit.cli import args as A
+from erasekit.cli.args import UsageError
 
 
 def _load_lm(spec: str, flag: str = "--model"):
@@ -20,7 +17,7 @@ def _load_lm(spec: str, flag: str = "--model"):
     try:
         return M.load(spec)
     except (FileNotFoundError, OSError) as exc:
-        raise _cli().UsageError(f"{flag} {spec}: {exc}" if str(spec) not in str(exc) else str(exc)) from None
+        raise UsageError(f"{flag} {spec}: {exc}" if str(spec) not in str(exc) else str(exc)) from None
 
 
 def _forget(args: argparse.Namespace):
@@ -33,7 +30,7 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
     from erasekit.lm import data, model as M
 
     out = Path(args.out)
-    _cli()._check_new_dir(out)
+    A.check_new_dir(out)
     t = time.perf_counter()
     bench = data.generate(args.seed)
     lm = M.build_tiny(data.build_tokenizer(bench), args.seed)
@@ -45,29 +42,29 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
 
 
 def cmd_lm_erase(args: argparse.Namespace) -> None:
-    from erasekit.lm.unlearning import get_lm_method, make_lm_config
+    from erasekit.artifact import fit_recorded
+    from erasekit.lm.methods.base import get_lm_method, make_lm_config
 
-    cli = _cli()
     method = get_lm_method(args.method)
-    config = make_lm_config(args.method, cli.parse_sets(args.set))
+    config = make_lm_config(args.method, A.sets(args.set))
     out = Path(args.out)
-    cli._check_new_dir(out)
+    A.check_new_dir(out)
     spec = _forget(args)
     lm = _load_lm(args.model)
-    erasure = cli.fit_recorded(method, lm, spec, config, base_model=args.model)
+    erasure = fit_recorded(method, lm, spec, config, base_model=args.model)
     erasure.save(out)
     print(f"{args.method} unlearned {spec.task!r} in {erasure.extra['fit_seconds']:.1f} s "
           f"({len(erasure.tensors)} tensors); artifact in {out}")
 
 
 def _artifact(args: argparse.Namespace):
-    from erasekit.lm.unlearning import LMErasure
+    from erasekit.lm.methods.base import LMErasure
 
     if args.run is None:
         return None
     folder = Path(args.run)
     if not folder.is_dir():
-        raise _cli().UsageError(f"{folder} is not a folder; give an artifact from `erasekit lm erase`")
+        raise UsageError(f"{folder} is not a folder; give an artifact from `erasekit lm erase`")
     return LMErasure.load(folder)
 
 
@@ -88,7 +85,7 @@ def _evaluated(args: argparse.Namespace, force: bool = False):
 
     erasure = _artifact(args)
     spec = erasure.concept if erasure is not None else _forget(args)
-    store = _cli()._open_store(args.db)
+    store = A.open_store(args.db)
     lm = _load_lm(args.model)
     oracle = _load_lm(args.oracle, "--oracle") if args.oracle else None
     res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run, force=force,
@@ -118,11 +115,9 @@ def cmd_lm_attack(args: argparse.Namespace) -> None:
 
 
 def cmd_lm_methods(args: argparse.Namespace) -> None:
-    from erasekit.lm.unlearning import get_lm_method, lm_method_names
+    from erasekit.lm.methods.base import LM_METHODS
 
-    for name in lm_method_names():
-        m = get_lm_method(name)
-        print(f"{name:13s} {m.group or 'hook':17s} {m.summary()}")
+    A.list_methods(LM_METHODS, "hook", (13, 17))
 
 
 def cmd_lm_attacks(args: argparse.Namespace) -> None:
@@ -142,9 +137,10 @@ def cmd_lm_metrics(args: argparse.Namespace) -> None:
         print(f"{name:15s} {m.summary()}{needs}")
 
 
-def add_parser(sub, positive, parser_class) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    positive = A.positive
     lm = sub.add_parser("lm", help="language models: train the tiny model, unlearn, evaluate, attack")
-    ls = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
+    ls = lm.add_subparsers(dest="lm_command", required=True, parser_class=A.Parser)
 
     def task_args(p):
         p.add_argument("--task", default="tinytofu", choices=("tinytofu", "harry-potter"),
@@ -160,9 +156,7 @@ def add_parser(sub, positive, parser_class) -> None:
 
     er = ls.add_parser("erase", help="unlearn the task's forget set and save the artifact")
     er.add_argument("--model", required=True, help="model folder (safetensors) or smollm2")
-    er.add_argument("--method", required=True, help="method name (see `erasekit lm methods`)")
-    er.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    er.add_argument("--out", required=True, help="new folder for the artifact")
+    A.fit_args(er, "erasekit lm methods")
     task_args(er)
     er.set_defaults(func=cmd_lm_erase)
 

@@ -1,0 +1,7 @@
+"""``python -m erasekit``: the same as the ``erasekit`` command."""
+
+import sys
+
+from erasekit.cli import main
+
+sys.exit(main())

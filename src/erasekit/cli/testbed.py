@@ -1,0 +1,113 @@
+"""``erasekit testbed ...``: train the testbed and its judge, measure its fidelity, draw its data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from erasekit.cli import args as A
+from erasekit.cli.args import UsageError
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from erasekit.testbed.train import TrainConfig, has_checkpoint, train
+
+    out = Path(args.out)
+    A.check_writable_dir(out)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, width=args.width)
+    if args.resume and not has_checkpoint(out):
+        raise UsageError(f"--resume given but {out} holds no checkpoint; drop --resume to start fresh")
+    if not args.resume and has_checkpoint(out):
+        raise UsageError(f"{out} already holds a training checkpoint; pass --resume to continue it or pick a new --out")
+    meta = train(out, cfg, resume=args.resume)
+    print(f"trained {meta['steps']} steps in {meta['wall_time_s'] / 60:.1f} min; weights in {out}")
+
+
+def cmd_train_judge(args: argparse.Namespace) -> None:
+    from erasekit.testbed.judge import train_judge
+
+    out = Path(args.out)
+    A.check_writable_dir(out)
+    meta = train_judge(out, n_images=args.images, epochs=args.epochs, seed=args.seed, eval_images=args.eval_images)
+    accs = ", ".join(f"{k} {v:.4f}" for k, v in meta["accuracy"].items())
+    print(f"judge trained in {meta['wall_time_s'] / 60:.1f} min; accuracy on {args.eval_images} fresh images: {accs}")
+    print(f"weights in {out}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from erasekit.grid import labelled_grid, save_png
+    from erasekit.testbed import data
+
+    out = Path(args.output)
+    A.check_output_file(out)
+    rng = np.random.default_rng(args.seed)
+    chosen = {"shape": args.shape, "colour": args.colour, "background": args.background}
+    for family, value in chosen.items():
+        if value is not None:
+            data.check_value(family, value)  # ValueError -> exit 2 with a suggestion
+    imgs, labels = [], []
+    for k in range(args.n):
+        a = data.sample_attributes(rng, heldout_pairs=None)
+        a = data.Attributes(**{f: chosen[f] or getattr(a, f) for f in chosen})
+        imgs.append(data.render(a, args.seed * 1000 + k))
+        labels.append(data.caption(a, rng, args.phrasing))
+    save_png(labelled_grid(np.stack(imgs), labels), out)
+    print(f"wrote {out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from erasekit.testbed.fidelity import FidelityConfig, evaluate_fidelity
+
+    cfg = FidelityConfig(n_prompts=args.prompts, seeds=tuple(args.seeds), steps=args.steps, guidance=args.guidance)
+    pipe, judge = A.load_models(args)
+    result = evaluate_fidelity(pipe, judge, cfg, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{'split':20s} {'images':>6s} {'shape':>6s} {'colour':>6s} {'bg':>6s} {'all':>6s}")
+    for split, row in result["splits"].items():
+        print(f"{split:20s} {row['images']:6d} {row['shape']:6.3f} {row['colour']:6.3f} {row['background']:6.3f} "
+              f"{row['all']:6.3f}")
+    print(f"skull prompts judged skull: {result['skull_rate']:.3f}; logo prompts judged logo: {result['logo_rate']:.3f}")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    testbed = sub.add_parser("testbed", help="the built-in testbed: train, train the judge, evaluate")
+    tsub = testbed.add_subparsers(dest="testbed_command", required=True, parser_class=A.Parser)
+
+    tr = tsub.add_parser("train", help="train the testbed text-to-image UNet from scratch")
+    tr.add_argument("--out", required=True, help="output folder (weights, checkpoints, training.json)")
+    tr.add_argument("--steps", type=A.positive, default=2500, help="optimiser steps (default 2500)")
+    tr.add_argument("--batch-size", type=A.positive, default=64)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--width", choices=("small", "medium"), default="small")
+    tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    tr.set_defaults(func=cmd_train)
+
+    tj = tsub.add_parser("train-judge", help="train the judge classifier on procedural images")
+    tj.add_argument("--out", required=True, help="output folder (judge.safetensors, config.json, judge.json)")
+    tj.add_argument("--images", type=A.positive, default=30000, help="training images (default 30000)")
+    tj.add_argument("--epochs", type=A.positive, default=4)
+    tj.add_argument("--eval-images", type=A.positive, default=3000, help="fresh images to measure on")
+    tj.add_argument("--seed", type=int, default=0)
+    tj.set_defaults(func=cmd_train_judge)
+
+    ev = tsub.add_parser("evaluate", help="generation fidelity: judge accuracy per split and family")
+    ev.add_argument("--prompts", type=A.positive, default=64, help="prompts per split (default 64)")
+    ev.add_argument("--seeds", type=A.seeds, default=[0, 1, 2, 3], help="comma-separated seeds (default 0,1,2,3)")
+    A.sampling_args(ev)
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.set_defaults(func=cmd_evaluate)
+
+    sa = tsub.add_parser("sample", help="draw procedural ShapeCanvas images (the training data) into a grid")
+    sa.add_argument("--shape")
+    sa.add_argument("--colour", "--color", dest="colour")
+    sa.add_argument("--background")
+    sa.add_argument("--phrasing", choices=("train", "heldout"), default="train")
+    sa.add_argument("-n", type=A.positive, default=16)
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("-o", "--output", default="samples.png")
+    sa.set_defaults(func=cmd_sample)
