@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 
 import erasekit
 from erasekit.config import Config
+from erasekit.errors import InvalidResult, MissingPath, PathExists, UserError
 from erasekit.files import atomic_write_json, load_tensors, save_tensors
 from erasekit.provenance import git_commit, package_versions
 from erasekit.registry import Registered, Registry
@@ -96,24 +97,42 @@ class Artifact:
         return self.fitter.declared_group(self.config) is not None
 
     # -- apply / remove ------------------------------------------------------------------------
+    def check(self, target: Any, force: bool = False) -> None:
+        """Raise a :class:`~erasekit.errors.UserError` unless this artifact fits ``target``: the same
+        base weights (unless ``force``), every tensor of a weight edit a parameter of the model with
+        the same shape, every value finite. Cheap; callers run it before any work."""
+        if not force:
+            fp = self.family.fingerprint(target)
+            if fp != self.base_fingerprint:
+                raise UserError(
+                    f"this {self.method} artifact was fitted on base weights {self.base_fingerprint}, but the "
+                    f"model's are {fp}; load the same base model or pass force=True"
+                )
+        for key, value in self.tensors.items() if self.edits_weights else ():  # hooks keep their own tensors
+            param = self.parameter(target, key)
+            if param.shape != value.shape:
+                raise UserError(f"{key}: artifact shape {tuple(value.shape)} != model {tuple(param.shape)}; "
+                                "the artifact was fitted on another architecture")
+        check_finite(self.tensors, f"this {self.method} artifact")
+
+    def parameter(self, target: Any, key: str) -> torch.nn.Parameter:
+        """The model parameter an artifact key names (a ``UserError`` if the model has none)."""
+        try:
+            return self.family.parameter(target, key)
+        except (AttributeError, KeyError, ValueError) as exc:
+            raise UserError(f"the artifact's tensor {key!r} names no parameter of this {self.family.name} "
+                            f"({type(exc).__name__}); it was fitted on another model") from None
+
     def apply(self, target: Any, force: bool = False) -> Any:
         """Apply to ``target`` in place (weights copied in, or a hook installed); returns ``target``."""
         if id(target) in self._applied:
             raise RuntimeError("this erasure is already applied to that model; remove() it first")
-        if not force:
-            fp = self.family.fingerprint(target)
-            if fp != self.base_fingerprint:
-                raise ValueError(
-                    f"this {self.method} artifact was fitted on base weights {self.base_fingerprint}, but the "
-                    f"model's are {fp}; load the same base model or pass force=True"
-                )
+        self.check(target, force)
         if self.edits_weights:
             originals: dict[str, torch.Tensor] = {}
             with torch.no_grad():
                 for key, value in self.tensors.items():
-                    param = self.family.parameter(target, key)
-                    if param.shape != value.shape:
-                        raise ValueError(f"{key}: artifact shape {tuple(value.shape)} != model {tuple(param.shape)}")
+                    param = self.parameter(target, key)
                     originals[key] = param.detach().clone()
                     param.copy_(value.to(param.device, param.dtype))
 
@@ -160,7 +179,8 @@ class Artifact:
         """Write ``config.json`` + ``weights.safetensors`` into ``folder`` (atomically, as a whole)."""
         folder = Path(folder)
         if folder.exists() and any(folder.iterdir()):
-            raise FileExistsError(f"{folder} exists and is not empty; choose a new folder")
+            raise PathExists(f"{folder} exists and is not empty; choose a new folder")
+        check_finite(self.tensors, f"this {self.method} artifact")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
@@ -179,18 +199,35 @@ class Artifact:
         folder = Path(folder)
         cfg_path = folder / CONFIG_FILE
         if not cfg_path.exists():
-            raise FileNotFoundError(f"{folder} is not an erasure artifact (no {CONFIG_FILE}); run `erasekit erase` first")
+            raise MissingPath(f"{folder} is not an erasure artifact (no {CONFIG_FILE}); run `erasekit erase` first")
         try:
             raw = json.loads(cfg_path.read_text())
             method = cls.family.methods.create(raw["method"])
             config = method.config_class.from_dict(raw["config"])
             concept = cls.family.spec_class.from_dict(raw["concept"])
+            base, extra, listed = str(raw["base_fingerprint"]), dict(raw.get("extra") or {}), list(raw.get("tensors", []))
+            if not all(isinstance(k, str) for k in listed):
+                raise TypeError(f"tensors must list names, got {listed!r}")
             tensors = load_tensors(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).exists() else {}
-        except (KeyError, TypeError, json.JSONDecodeError, OSError, SafetensorError) as exc:
-            raise ValueError(f"{folder}: corrupt erasure artifact ({exc}); re-run `erasekit erase`") from None
-        if sorted(tensors) != sorted(raw.get("tensors", [])):
-            raise ValueError(f"{folder}: weights.safetensors does not match config.json; re-run `erasekit erase`")
-        return cls(raw["method"], config, concept, raw["base_fingerprint"], tensors, raw.get("extra"))
+        except PermissionError as exc:
+            raise UserError(f"{folder}: cannot read {Path(exc.filename or folder).name} (permission denied)") from None
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError, OSError,
+                SafetensorError, UserError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0] if str(exc) else \
+                type(exc).__name__
+            raise UserError(f"{folder}: corrupt erasure artifact ({what}); re-run `erasekit erase`") from None
+        if sorted(tensors) != sorted(listed):
+            raise UserError(f"{folder}: weights.safetensors does not match config.json; re-run `erasekit erase`")
+        check_finite(tensors, str(folder))
+        return cls(raw["method"], config, concept, base, tensors, extra)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`~erasekit.errors.InvalidResult` if any tensor holds NaN or infinity."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InvalidResult(f"{what} holds non-finite values in {len(bad)} tensor(s), e.g. {bad[0]}; the fit "
+                            "diverged: lower the learning rate or scales, nothing was saved")
 
 
 # -- fitting with its cost recorded ------------------------------------------------------------
@@ -243,8 +280,13 @@ def fit_recorded(method: Any, target: Any, spec: Any, config: Config, base_model
                  progress: bool = True) -> Artifact:
     """Fit with seed 0, recording cost (time, peak memory), commit, versions and threads in the artifact."""
     torch.manual_seed(0)
-    with track() as cost:
-        erasure = method.fit(target, spec, config, progress=progress)
+    try:
+        with track() as cost:
+            erasure = method.fit(target, spec, config, progress=progress)
+    except torch.linalg.LinAlgError as exc:
+        raise InvalidResult(f"{method.name} could not solve its system with this config "
+                            f"({str(exc).splitlines()[0]}); use smaller scales or a larger regulariser") from None
+    check_finite(erasure.tensors, f"the {method.name} fit")
     erasure.extra.update(cost, base_model=base_model, commit=git_commit(), versions=package_versions(),
                          torch_threads=torch.get_num_threads())
     return erasure

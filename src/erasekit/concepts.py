@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from erasekit.errors import MissingPath, UserError
 from erasekit.registry import did_you_mean
 
 #: Prompt splits of an evaluation prompt set: the concept named in training phrasings, in held-out
@@ -44,18 +45,27 @@ class Concept:
     family: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target", tuple(self.target))
-        object.__setattr__(self, "templates", tuple(self.templates))
-        object.__setattr__(self, "preserve", tuple(self.preserve))
+        if not isinstance(self.name, str):
+            raise UserError(f"concept name must be text, got {self.name!r}")
+        for key in ("target", "templates", "preserve"):
+            value = getattr(self, key)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+                    not all(isinstance(v, str) for v in value):
+                raise UserError(f"concept {self.name!r}: {key} must be a list of texts, got {value!r}")
+            object.__setattr__(self, key, tuple(value))
+        if not isinstance(self.guide, str):
+            raise UserError(f"concept {self.name!r}: guide must be text, got {self.guide!r}")
+        if self.family is not None and not isinstance(self.family, str):
+            raise UserError(f"concept {self.name!r}: family must be text or absent, got {self.family!r}")
         if not self.name or not self.name.strip():
-            raise ValueError("concept name must not be empty")
+            raise UserError("concept name must not be empty")
         if not self.target or any(not str(t).strip() for t in self.target):
-            raise ValueError(f"concept {self.name!r}: target must list at least one non-empty word or phrase")
+            raise UserError(f"concept {self.name!r}: target must list at least one non-empty word or phrase")
         if not self.templates:
-            raise ValueError(f"concept {self.name!r}: templates must not be empty")
+            raise UserError(f"concept {self.name!r}: templates must not be empty")
         for t in self.templates:
             if t.count("{}") != 1:
-                raise ValueError(f"concept {self.name!r}: template {t!r} must contain exactly one '{{}}'")
+                raise UserError(f"concept {self.name!r}: template {t!r} must contain exactly one '{{}}'")
 
     def erase_prompts(self) -> list[str]:
         """Every template filled with every target phrase."""
@@ -70,32 +80,42 @@ class Concept:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Concept":
+        if not isinstance(d, dict):
+            raise UserError(f"a concept must be a mapping of keys to values, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown concept key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+            raise UserError(f"unknown concept key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
         missing = [k for k in ("name", "target") if k not in d]
         if missing:
-            raise ValueError(f"concept is missing required key(s): {', '.join(missing)}")
+            raise UserError(f"concept is missing required key(s): {', '.join(missing)}")
         target = d["target"]
-        if isinstance(target, str):
-            target = (target,)
-        return cls(**{**d, "target": tuple(target)})
+        return cls(**{**d, "target": (target,) if isinstance(target, str) else target})
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Concept":
         """Load a concept from a ``.json`` or ``.yaml`` file."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        import yaml
 
-            raw = yaml.safe_load(text)
-        else:
-            raw = json.loads(text)
+        path = Path(path)
+        try:
+            text = path.read_text()
+            raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except FileNotFoundError:
+            raise MissingPath(f"concept file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read concept file {path} ({type(exc).__name__}: "
+                            f"{getattr(exc, 'strerror', None) or exc}); give a readable .yaml or .json file") from None
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{path} is not valid {'YAML' if path.suffix != '.json' else 'JSON'} ({first}); "
+                            "see docs/guide.md for the concept format") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: a concept file must hold a mapping, got {type(raw).__name__}")
-        return cls.from_dict(raw)
+            raise UserError(f"{path}: a concept file must hold a mapping, got {type(raw).__name__}")
+        try:
+            return cls.from_dict(raw)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
 
 
 def fill(template: str, word: str) -> str:
@@ -132,13 +152,11 @@ def get_concept(name_or_path: str) -> Concept:
 
     path = Path(name_or_path)
     if path.suffix in (".json", ".yaml", ".yml"):
-        if not path.exists():
-            raise ValueError(f"concept file {path} does not exist")
         return Concept.from_file(path)
     builtin = builtin_concepts()
     if name_or_path in builtin:
         return builtin[name_or_path].concept(name_or_path)
-    raise ValueError(
+    raise UserError(
         f"unknown concept {name_or_path!r}{did_you_mean(name_or_path, builtin)}; use a built-in "
         f"({', '.join(sorted(builtin))}) or a .yaml/.json concept file"
     )

@@ -1,11 +1,20 @@
-"""Frozen, validated config dataclasses: JSON round-trip, unknown keys and wrong types rejected."""
+"""Frozen, validated config dataclasses: JSON round-trip, unknown keys and wrong types rejected,
+and one rule for every number: finite and within :data:`MAX_MAGNITUDE` (integers: :data:`MAX_INT`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any
+
+from erasekit.errors import UserError
+
+#: No float in a config is larger in magnitude (a learning rate of 1e308 is a typo, not a setting).
+MAX_MAGNITUDE = 1e6
+#: No integer in a config is larger in magnitude (steps, seeds, sizes).
+MAX_INT = 2**31 - 1
 
 
 class Config:
@@ -34,7 +43,8 @@ class Config:
                     ok = ok or isinstance(value, tp)
             if not ok:
                 names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-                raise ValueError(f"{f.name}: must be {names}, got {value!r}")
+                raise UserError(f"{f.name}: must be {names}, got {value!r}")
+            check_number(f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -44,7 +54,7 @@ class Config:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown {cls.__name__} key(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
             )
         return cls(**d)
@@ -58,10 +68,24 @@ class Config:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
+def check_number(field: str, value: Any) -> None:
+    """The shared rule for numbers (and numbers inside tuples): finite and within range."""
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            check_number(field, v)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    elif isinstance(value, int):
+        check(abs(value) <= MAX_INT, field, f"must be within +-{MAX_INT}, got {value}")
+    else:
+        check(math.isfinite(value), field, f"must be a finite number, got {value!r}")
+        check(abs(value) <= MAX_MAGNITUDE, field, f"must be within +-{MAX_MAGNITUDE:g}, got {value!r}")
+
+
 def check(cond: bool, field: str, message: str) -> None:
     """Raise ``ValueError`` naming ``field`` unless ``cond``."""
     if not cond:
-        raise ValueError(f"{field}: {message}")
+        raise UserError(f"{field}: {message}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -70,7 +94,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{item!r} is not key=value; write e.g. lamb=0.5")
+            raise UserError(f"{item!r} is not key=value; write e.g. lamb=0.5")
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence
 import numpy as np
 import torch
 
+from erasekit.errors import UserError
 from erasekit.registry import Registered, Registry, did_you_mean
 
 if TYPE_CHECKING:  # concepts.get_concept looks domains up: only annotations go this way
@@ -73,10 +74,10 @@ class Domain(Registered):
     def value_of(self, family: str, value: str) -> str:
         """``value`` if ``family`` has it, else a ``ValueError`` with a suggestion."""
         if family not in self.families:
-            raise ValueError(f"unknown attribute family {family!r}{did_you_mean(family, self.families)}")
+            raise UserError(f"unknown attribute family {family!r}{did_you_mean(family, self.families)}")
         values = self.families[family]
         if value not in values:
-            raise ValueError(f"unknown {family} {value!r}{did_you_mean(value, values)}; choose from {', '.join(values)}")
+            raise UserError(f"unknown {family} {value!r}{did_you_mean(value, values)}; choose from {', '.join(values)}")
         return value
 
 
@@ -107,5 +108,5 @@ def domain_of(concept: Concept) -> Domain | None:
         d = get_domain(name)
         if concept.name in d.families.get(concept.family, ()):
             return d
-    raise ValueError(f"concept {concept.name!r} names family {concept.family!r}, which no installed domain "
+    raise UserError(f"concept {concept.name!r} names family {concept.family!r}, which no installed domain "
                      f"provides (installed: {', '.join(DOMAINS.names()) or 'none'}); drop 'family' for a user concept")

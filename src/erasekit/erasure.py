@@ -18,6 +18,7 @@ from erasekit.artifact import CONFIG_FILE, WEIGHTS_FILE, Artifact, Fitter, Model
 from erasekit.concepts import Concept
 from erasekit.config import Config as MethodConfig
 from erasekit.config import check
+from erasekit.errors import UserError
 from erasekit.pipelines import fingerprint, get_parameter
 from erasekit.registry import Registry
 
@@ -53,7 +54,7 @@ class Erasure(Artifact):
     def export(self, pipe: DiffusionPipeline, folder: str | Path, force: bool = False) -> Path:
         """Write a full diffusers pipeline folder with this erasure baked in (weight methods only)."""
         if not self.tensors:
-            raise ValueError(f"{self.method} is an inference-time method; export needs a weight-editing method")
+            raise UserError(f"{self.method} is an inference-time method; export needs a weight-editing method")
         folder = Path(folder)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None))
         try:

@@ -25,12 +25,14 @@ from erasekit.concepts import OTHER, Concept, EvalPrompt, cycle
 from erasekit.config import Config, check
 from erasekit.domain import Domain, domain_of
 from erasekit.erasure import CONFIG_FILE, WEIGHTS_FILE, Erasure
+from erasekit.errors import UserError
 from erasekit.grid import save_png
 from erasekit.metrics.base import Answers, Metric, default_metrics, get_metric
 from erasekit.pipelines import fingerprint
 from erasekit.provenance import content_id, record, utc_now
 from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate_jobs
 from erasekit.store import Store
+
 
 @dataclass(frozen=True)
 class EvalConfig(Config):
@@ -48,8 +50,8 @@ class EvalConfig(Config):
         object.__setattr__(self, "seeds", tuple(self.seeds))
         self.check_types()
         check(self.n_prompts >= 1, "n_prompts", f"must be >= 1, got {self.n_prompts}")
-        check(len(self.seeds) >= 1 and all(isinstance(s, int) for s in self.seeds), "seeds",
-              f"must be a non-empty list of integers, got {self.seeds!r}")
+        check(len(self.seeds) >= 1 and all(isinstance(s, int) and s >= 0 for s in self.seeds), "seeds",
+              f"must be a non-empty list of integers >= 0, got {self.seeds!r}")
         check(len(set(self.seeds)) == len(self.seeds), "seeds", f"must not repeat, got {self.seeds!r}")
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
@@ -102,7 +104,7 @@ def resolve_metrics(names: tuple[str, ...] | None, have: frozenset[str]) -> dict
     for n, m in objs.items():
         reason = m.missing(have)
         if reason is not None:
-            raise ValueError(f"metrics: {n!r} cannot run on this evaluation: it {reason}")
+            raise UserError(f"metrics: {n!r} cannot run on this evaluation: it {reason}")
     return objs
 
 
@@ -126,6 +128,8 @@ def evaluate(
     any work); ``None``: every default metric that can run here."""
     domain = domain_of(concept)
     metric_objs = resolve_metrics(metrics, available(judge, domain, erasure))
+    if erasure is not None:
+        erasure.check(pipe)  # base weights, parameter names and shapes: before any work
     base_fp = fingerprint(pipe)
     info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
     if erasure is not None and info is None:
@@ -134,15 +138,33 @@ def evaluate(
            "artifact": None if info is None else info.get("digest") or info["config"]}
     run_id = content_id(key)
     image_dir = store.image_root / run_id
-    if force:
-        store.delete_run(run_id)
-        shutil.rmtree(image_dir, ignore_errors=True)
-
     base_run = None
     if erasure is not None:
         on_base = available(judge, domain, None)
         base_run = evaluate(store, pipe, judge, concept, cfg, None, None,
                             tuple(n for n, m in metric_objs.items() if m.missing(on_base) is None), False, progress)
+    with store.lock(run_id):  # a second process on the same run waits here, then reuses the result
+        if force:
+            store.delete_run(run_id)
+            shutil.rmtree(image_dir, ignore_errors=True)
+        stored = store.run(run_id)
+        try:
+            return _fill_run(store, pipe, judge, concept, cfg, erasure, artifact_dir, metric_objs, progress, name,
+                             run_id, info, base_fp, base_run)
+        except Exception:
+            if stored is None or stored["state"] != "complete":  # a failed run leaves nothing behind
+                store.delete_run(run_id)
+                shutil.rmtree(image_dir, ignore_errors=True)
+            raise
+
+
+def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, cfg: EvalConfig, erasure: Erasure | None,
+              artifact_dir: str | Path | None, metric_objs: dict[str, Metric], progress: bool, name: str | None,
+              run_id: str, info: dict[str, Any] | None, base_fp: str, base_run: dict[str, Any] | None) -> dict[str, Any]:
+    """Add the run row, generate and judge what is missing (committed chunk by chunk), compute the
+    metrics not stored yet, mark the run complete."""
+    domain = domain_of(concept)
+    image_dir = store.image_root / run_id
     kind = "baseline" if erasure is None else "erasure"
     store.add_run({
         "run_id": run_id, "name": name or (f"baseline/{concept.name}" if erasure is None else f"{erasure.method}/{concept.name}"),
@@ -159,11 +181,10 @@ def evaluate(
     todo = [jobs[k : k + cfg.batch] for k in range(0, len(jobs), cfg.batch)]
     todo = [chunk for chunk in todo if any((i, s) not in done for s, i, _ in chunk)]
     if todo:
-        bar = tqdm(total=len(jobs), initial=len(jobs) - sum(map(len, todo)), desc=f"eval {kind} {concept.name}",
-                   unit="img", disable=not progress)
         image_dir.mkdir(parents=True, exist_ok=True)
         ctx = erasure.applied(pipe) if erasure is not None else nullcontext(pipe)
-        with ctx:
+        with ctx, tqdm(total=len(jobs), initial=len(jobs) - sum(map(len, todo)), unit="img",
+                       desc=f"eval {kind} {concept.name}", disable=not progress) as bar:
             for chunk in todo:
                 imgs = generate_jobs(pipe, [(s, i, p.text) for s, i, p in chunk], cfg.steps, cfg.guidance)
                 verdicts = judge.predict(imgs) if judge is not None else [None] * len(chunk)
@@ -175,7 +196,6 @@ def evaluate(
                                  "attributes": p.attributes, "image_path": rel, "verdict": verdict})
                 store.add_samples(run_id, [r for r in rows if (r["prompt_index"], r["seed"]) not in done])
                 bar.update(len(chunk))
-        bar.close()
 
     answers = load_answers(store, run_id, concept, prompts, list(cfg.seeds), judge)
     answers.artifact = info
@@ -187,7 +207,7 @@ def evaluate(
             store.add_metric(run_id, mname, metric.compute(answers))
     row = store.run(run_id)
     assert row is not None
-    if row["completed_at"] is None:
+    if row["state"] != "complete":
         store.complete_run(run_id, utc_now(), round(time.perf_counter() - t0, 2))
         row = store.run(run_id)
     return {**row, "metrics": store.metrics(run_id)}  # type: ignore[dict-item]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from erasekit.errors import UserError
+
 
 def _f64(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(torch.float64)
@@ -112,7 +114,7 @@ def quantize_rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:
     row maxima) rounds back to the same grid point as ``W`` when ``W`` is on the grid.
     """
     if bits < 2 or bits > 16:
-        raise ValueError(f"bits: must be in 2..16, got {bits}")
+        raise UserError(f"bits: must be in 2..16, got {bits}")
     w = _f64(weight)
     qmax = 2 ** (bits - 1) - 1
     scale = w.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / qmax

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from diffusers import DiffusionPipeline
 
+from erasekit.errors import UserError, unreadable_as_user_error
+
 #: Named parameter groups. Keys in artifacts are ``"<component>.<parameter name>"``.
 GROUPS: dict[str, str] = {
     "xattn_kv": "UNet cross-attention key/value projections (attn2.to_k, attn2.to_v): UCE, RECE, ESD-x-strict",
@@ -32,13 +34,13 @@ def _in_group(group: str, component: str, name: str) -> bool:
         return "attn2" in name
     if group == "unet_non_xattn":
         return "attn2" not in name and not name.startswith("time_embedding")
-    raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
+    raise UserError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
 
 
 def group_parameters(pipe: DiffusionPipeline, group: str) -> dict[str, torch.nn.Parameter]:
     """The parameters of ``group`` as ``{"unet.down_blocks...to_k.weight": param}``."""
     if group not in GROUPS:
-        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
+        raise UserError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
     out: dict[str, torch.nn.Parameter] = {}
     for component in ("unet", "text_encoder"):
         module = getattr(pipe, component, None)
@@ -48,7 +50,7 @@ def group_parameters(pipe: DiffusionPipeline, group: str) -> dict[str, torch.nn.
             if _in_group(group, component, name):
                 out[f"{component}.{name}"] = p
     if not out:
-        raise ValueError(f"parameter group {group!r} selects nothing in {type(pipe).__name__}")
+        raise UserError(f"parameter group {group!r} selects nothing in {type(pipe).__name__}")
     return out
 
 
@@ -130,6 +132,7 @@ def is_pipeline_folder(path: str | Path) -> bool:
 
 def load_pipeline_folder(path: str | Path) -> DiffusionPipeline:
     """A local diffusers pipeline folder (Stable Diffusion, an exported erasure), safetensors only, offline."""
-    pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    with unreadable_as_user_error(path, "diffusers pipeline"):
+        pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe

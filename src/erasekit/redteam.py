@@ -17,6 +17,7 @@ from PIL import Image
 from erasekit.attacks import AttackContext, get_attack, run_attack
 from erasekit.concepts import Concept
 from erasekit.erasure import Erasure
+from erasekit.errors import UserError
 from erasekit.evaluation import artifact_info
 from erasekit.files import save_tensors
 from erasekit.grid import save_png
@@ -50,9 +51,11 @@ def attack(
     ``guided_loss=False`` is an ablation: white-box losses on the conditional prediction even
     against inference-time guards (stored as a separate run)."""
     atk = get_attack(attack_name)
+    if erasure is not None:
+        erasure.check(pipe)  # base weights, parameter names and shapes: before any work
     budget = atk.default_budget if budget is None else budget
     if budget < 1:
-        raise ValueError(f"budget must be a positive number of {atk.budget_unit}, got {budget}")
+        raise UserError(f"budget must be a positive number of {atk.budget_unit}, got {budget}")
     base_fp = fingerprint(pipe)
     info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
     settings = {"attack": attack_name, "budget": budget, "n_prompts": n_prompts, "seeds": list(seeds), "seed": seed,

@@ -15,6 +15,8 @@ import pkgutil
 from importlib import metadata
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
+from erasekit.errors import UserError
+
 T = TypeVar("T")
 
 PLUGINS_ENV = "ERASEKIT_PLUGINS"
@@ -39,7 +41,7 @@ def import_plugins() -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ValueError(f"${PLUGINS_ENV} names module {name!r}, which cannot be imported ({exc}); "
+            raise UserError(f"${PLUGINS_ENV} names module {name!r}, which cannot be imported ({exc}); "
                              "fix the name or put the module on the Python path") from None
 
 
@@ -89,7 +91,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def deco(cls: type[T]) -> type[T]:
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice ({self._items[name]} and {cls})")
+                raise UserError(f"{self.kind} {name!r} is registered twice ({self._items[name]} and {cls})")
             if self.base is not None and not issubclass(cls, self.base):
                 raise TypeError(f"{cls} must subclass {self.base.__name__} to be a {self.kind}")
             cls.name = name  # type: ignore[attr-defined]
@@ -105,7 +107,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> type[T]:
         self._load()
         if name not in self._items:
-            raise ValueError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
+            raise UserError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
                              f"choose from {', '.join(sorted(self._items))}")
         return self._items[name]
 

@@ -60,10 +60,21 @@ def _cell(m: dict[str, Any] | None, key: str = "") -> str:
     return f"<td>{_fmt(m['value'], key)}{ci}</td>"
 
 
-def _img(path: Path, alt: str) -> str:
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _img(store: Store, rel: str, alt: str) -> str:
+    """An image row's PNG, inlined; only files inside the database's image folder are read."""
+    root = store.image_root.resolve()
+    path = (store.path.parent / rel).resolve()
+    if root not in path.parents:
+        return f'<span class="refused">refused image path {escape(rel)} (outside {escape(store.image_root.name)})</span>'
     if not path.is_file():
         return f'<span class="missing">missing image {escape(str(path.name))}</span>'
-    data = base64.b64encode(path.read_bytes()).decode()
+    blob = path.read_bytes()
+    if not blob.startswith(PNG_SIGNATURE):
+        return f'<span class="refused">refused {escape(path.name)}: not a PNG</span>'
+    data = base64.b64encode(blob).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" title="{escape(alt)}">'
 
 
@@ -119,7 +130,6 @@ def _baseline_for(run: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, 
 
 def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_split: int = 4) -> str:
     """Rows: a few target prompts, then neighbouring concepts; columns: before | after per seed."""
-    root = store.path.parent
     samples = store.samples(run["run_id"])
     seeds = json.loads(run["seeds"])[:2]
     by_key = {(s["prompt_index"], s["seed"]): s for s in samples}
@@ -145,17 +155,17 @@ def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_sp
         for s in seeds:
             if before_after:
                 b = base_by_key.get((i, s))
-                cells.append(_img(root / b["image_path"], f"before: {p['prompt']}") if b else "<div>–</div>")
+                cells.append(_img(store, b["image_path"], f"before: {p['prompt']}") if b else "<div>–</div>")
             a = by_key.get((i, s))
             label = ", ".join(f"{v}" for v in (a.get("verdict") or {}).values()) if a else ""
-            cells.append(_img(root / a["image_path"], f"{p['prompt']} (judge: {label})") if a else "<div>–</div>")
+            cells.append(_img(store, a["image_path"], f"{p['prompt']} (judge: {label})") if a else "<div>–</div>")
     return (f'<div class="grid" style="grid-template-columns: minmax(220px, 380px){" 66px" * (cols - 1)}">'
             f'{"".join(cells)}</div>')
 
 
 def build_report(store: Store, out: str | Path, title: str = "erasekit report") -> dict[str, int]:
     """Write the report for every run in ``store`` to ``out`` (atomically); return counts."""
-    every = store.runs()
+    every = store.runs(state="complete")  # a killed run still running is not reported
     for r in every:
         r["metrics"] = store.metrics(r["run_id"])
     runs = [r for r in every if not r["kind"].startswith("lm-")]
@@ -208,12 +218,11 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
     text = "\n".join(html)
     atomic_write_bytes(Path(out), text.encode())
     return {"runs": len(every), "attacks": len(attacks), "images": text.count("<img "),
-            "missing_images": text.count('class="missing"')}
+            "missing_images": text.count('class="missing"'), "refused_images": text.count('class="refused"')}
 
 
 def _attack_section(store: Store, attacks: list[dict[str, Any]], shown: int = 8) -> str:
     """ASR per run and attack with its budget and cost, and the images that broke through."""
-    root = store.path.parent
     out = ["<h2>Attacks</h2><p class=\"ci\">ASR follows UnlearnDiffAtk: (pre-attack successes + attack "
            "successes) / targets. UNet evaluations are counted per sample.</p>",
            "<table><tr><th>run</th><th>attack</th><th>threat model</th><th>budget</th><th>targets</th>"
@@ -229,7 +238,7 @@ def _attack_section(store: Store, attacks: list[dict[str, Any]], shown: int = 8)
         if not broke:
             continue
         cells = "".join(
-            f'<div>{_img(root / s["image_path"], s["adversarial_text"] or s["prompt"])}'
+            f'<div>{_img(store, s["image_path"], s["adversarial_text"] or s["prompt"])}'
             f'<div class="ci">{escape(s["note"])}</div></div>' for s in broke)
         out.append(f"<h3>{escape(a['run_name'])}: {escape(a['attack'])} broke through</h3>"
                    f'<div class="grid" style="grid-template-columns: repeat({len(broke)}, 90px)">{cells}</div>')

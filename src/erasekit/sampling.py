@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from erasekit.errors import InvalidResult
+
 #: The evaluation protocol's sampler settings (DDIM steps and classifier-free guidance): the
 #: built-in testbed's; pass ``guidance=7.5`` (and ``steps=50``) for Stable Diffusion.
 DEFAULT_STEPS = 25
@@ -54,7 +56,21 @@ def generate_jobs(
         negative_prompt=negative_prompt,
         output_type="np",
     ).images
-    return to_uint8(imgs)
+    return checked_images(np.asarray(imgs), jobs)
+
+
+def checked_images(images: np.ndarray, jobs: list[tuple[int, int, str]]) -> np.ndarray:
+    """uint8 images, or :class:`~erasekit.errors.InvalidResult` if any is non-finite or one flat
+    colour (what NaN weights or an infinite guidance produce): such images are never scored."""
+    bad = [k for k, img in enumerate(images) if not np.isfinite(img).all()]
+    out = to_uint8(np.nan_to_num(images))
+    bad += [k for k, img in enumerate(out) if k not in bad and img.min() == img.max()]
+    if bad:
+        s, i, p = jobs[bad[0]]
+        raise InvalidResult(f"generation is broken: {len(bad)} of {len(jobs)} images are non-finite or one flat "
+                            f"colour, e.g. seed {s} prompt {i} ({p!r}); check the model, the erasure and the "
+                            "guidance; nothing was stored")
+    return out
 
 
 def generate(

@@ -14,10 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from erasekit.errors import UserError
 from erasekit.metrics.base import Value
 from erasekit.provenance import content_id
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: The states of an evaluation run: ``running`` until every sample and metric is stored (a killed
+#: run stays ``running`` and resumes), then ``complete``. A run that fails is removed, rows and images.
+RUN_STATES = ("running", "complete")
 
 ATTACK_RUNS = """
 CREATE TABLE IF NOT EXISTS attack_runs (
@@ -72,7 +77,8 @@ CREATE TABLE IF NOT EXISTS runs (
     git_hash TEXT NOT NULL,
     created_at TEXT NOT NULL,
     completed_at TEXT,
-    wall_seconds REAL
+    wall_seconds REAL,
+    state TEXT NOT NULL DEFAULT 'running'  -- 'running' | 'complete'
 );
 CREATE TABLE IF NOT EXISTS samples (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -121,17 +127,22 @@ CREATE TABLE IF NOT EXISTS attack_samples (
 
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """The database cannot be opened or written (one-line message for the CLI)."""
 
 
 class Store:
     """A results database file; images live in ``<db folder>/<db stem>-images/``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         if self.path.is_dir():
             raise StoreError(f"database {self.path} is a folder; give a file name such as erasekit.db")
+        self.image_root = self.path.parent / f"{self.path.stem}-images"
+        if readonly:
+            self._open_readonly()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -142,15 +153,42 @@ class Store:
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"cannot use database {self.path} ({exc}); pass a writable database file") from None
-        self.image_root = self.path.parent / f"{self.path.stem}-images"
+
+    def _open_readonly(self) -> None:
+        """Open for reading only (a read-only file or folder: the report needs no writes)."""
+        if not self.path.is_file():
+            raise StoreError(f"database {self.path} does not exist; run `erasekit eval` first")
+        last: Exception | None = None
+        for mode in ("mode=ro", "immutable=1"):  # WAL databases in read-only folders need immutable
+            try:
+                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True, timeout=30,
+                                            isolation_level=None)
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                break
+            except sqlite3.DatabaseError as exc:
+                last = exc
+        else:
+            raise StoreError(f"cannot read database {self.path} ({last}); pass an erasekit database")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"database {self.path} has schema {version}, this erasekit reads {SCHEMA_VERSION}; open it "
+                             "once where it is writable (any erasekit command) to migrate it")
 
     def _migrate(self) -> None:
-        """Bring a version-0 database (attack columns NOT NULL, language-model attacks stored as
-        ``attack:<name>`` metric rows) to the current schema, in one transaction."""
+        """Bring an older database to the current schema, one transaction per step: version 0 (attack
+        columns NOT NULL, language-model attacks stored as ``attack:<name>`` metric rows) to 2, and 2 to
+        3 (the runs' ``state``)."""
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if version >= SCHEMA_VERSION or "runs" not in tables:
             return
+        if version < 2:
+            self._migrate_attacks(tables)
+        with self.transaction() as c:
+            if "state" not in [r[1] for r in c.execute("PRAGMA table_info(runs)")]:
+                c.execute("ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'running'")
+                c.execute("UPDATE runs SET state = 'complete' WHERE completed_at IS NOT NULL")
+
+    def _migrate_attacks(self, tables: set[str]) -> None:
         self.conn.execute("PRAGMA foreign_keys=OFF")  # attack_samples references the table rebuilt here
         with self.transaction() as c:
             if "attack_runs" in tables:  # SQLite's table rebuild: new table, copy, drop, rename
@@ -217,8 +255,11 @@ class Store:
         rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         return rows[0] if rows else None
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM runs ORDER BY created_at, run_id")
+    def runs(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Every run (``state``: only runs in that state), oldest first."""
+        if state is None:
+            return self._rows("SELECT * FROM runs ORDER BY created_at, run_id")
+        return self._rows("SELECT * FROM runs WHERE state = ? ORDER BY created_at, run_id", (state,))
 
     def add_run(self, row: dict[str, Any]) -> None:
         cols = ", ".join(row)
@@ -228,8 +269,27 @@ class Store:
 
     def complete_run(self, run_id: str, completed_at: str, wall_seconds: float) -> None:
         with self.transaction() as c:
-            c.execute("UPDATE runs SET completed_at = ?, wall_seconds = ? WHERE run_id = ?",
+            c.execute("UPDATE runs SET completed_at = ?, wall_seconds = ?, state = 'complete' WHERE run_id = ?",
                       (completed_at, wall_seconds, run_id))
+
+    def is_empty(self) -> bool:
+        """No run and no attack stored."""
+        return self.count("runs") == 0 and self.count("attack_runs") == 0
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock on ``name`` among every process using this database (``flock`` on a
+        file beside it; the OS releases it when a holder dies, so a killed run is taken over)."""
+        import fcntl
+
+        folder = self.path.parent / f".{self.path.name}.locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / name, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as c:
@@ -333,7 +393,7 @@ class Store:
         if table in ("attack_runs", "attack_samples", "attack_values"):
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         if table not in ("runs", "samples", "metric_values", "sample_values"):
-            raise ValueError(f"unknown table {table!r}")
+            raise UserError(f"unknown table {table!r}")
         if run_id is None:
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()[0])

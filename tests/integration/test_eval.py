@@ -195,6 +195,7 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
     img = store.samples(result["run_id"])[0]["image_path"]
     store.add_samples("hostile", [{"prompt_index": 0, "seed": 0, "prompt": "<img src=x onerror=alert(1)>",
                                    "split": "target", "attributes": None, "image_path": img, "verdict": None}])
+    store.complete_run("hostile", "2026-01-01T00:00:01", 1.0)  # the report shows complete runs only
     out = tmp_path / "report.html"
     assert main(["report", "--db", str(store.path), "-o", str(out)]) == 0
     html = out.read_text()

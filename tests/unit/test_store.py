@@ -66,11 +66,13 @@ def test_a_version_0_database_is_migrated(tmp_path):
     import json
     import sqlite3
 
-    from erasekit.store import SCHEMA
+    from erasekit.store import SCHEMA, SCHEMA_VERSION
 
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db)
     base = SCHEMA.split("CREATE TABLE IF NOT EXISTS runs")[1].split("CREATE TABLE IF NOT EXISTS attack_samples")[0]
+    base = base.replace(",\n    state TEXT NOT NULL DEFAULT 'running'  -- 'running' | 'complete'", "")
+    assert "state" not in base
     conn.executescript("CREATE TABLE IF NOT EXISTS runs" + base + V0_ATTACKS)
     conn.execute(f"INSERT INTO runs ({', '.join(RUN)}) VALUES ({', '.join('?' for _ in RUN)})",
                  tuple({**RUN, "kind": "lm-erasure", "concept": "tinytofu"}.values()))
@@ -85,7 +87,8 @@ def test_a_version_0_database_is_migrated(tmp_path):
     conn.close()
 
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.run("r1")["state"] == "running"  # completed_at was NULL: a run to resume
     assert list(store.metrics("r1")) == ["forget_acc"]
     (lm,) = store.attacks_on("r1")
     assert lm["attack"] == "relearn" and lm["budget"] == 10 and lm["asr"] is None and lm["wall_seconds"] == 3.5

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from functools import cached_property
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 from erasekit.concepts import Concept
 from erasekit.domain import Domain, domain_of
 from erasekit.erasure import Erasure
+from erasekit.errors import UserError
 from erasekit.evaluation import eval_prompts
 from erasekit.losses import denoising_loss
 from erasekit.pipelines import encode
@@ -143,7 +144,7 @@ class AttackContext:
         """The concept's domain (attacks need its reference prompts and phrasings)."""
         domain = domain_of(self.concept)
         if domain is None:
-            raise ValueError(f"concept {self.concept.name!r} is a user concept; attacks need a built-in concept of a "
+            raise UserError(f"concept {self.concept.name!r} is a user concept; attacks need a built-in concept of a "
                              "domain (skull, logo, red, neon, ...) for reference images and the judge")
         return domain
 
@@ -224,7 +225,7 @@ def ladder() -> list[str]:
 def attack_targets(concept: Concept, n_prompts: int, seeds: list[int], prompt_seed: int = 0) -> list[tuple[int, str, dict, int]]:
     """``(index, prompt, attributes, seed)``: the concept's training-phrasing prompts x seeds."""
     if concept.family is None:
-        raise ValueError(f"concept {concept.name!r} is a user concept: attacks need a domain's judge and reference "
+        raise UserError(f"concept {concept.name!r} is a user concept: attacks need a domain's judge and reference "
                          "images of the concept; use a built-in concept (skull, logo, red, neon, ...)")
     prompts = [p for p in eval_prompts(concept, n_prompts, prompt_seed) if p.split == "target"]
     return [(k, p.text, p.attributes, s) for s in seeds for k, p in enumerate(prompts)]  # type: ignore[misc]
@@ -245,7 +246,7 @@ def run_attack(
     ``attack_pre_successes`` attacks every target, also those whose unattacked prompt already
     shows the concept (the sanity check that the attack itself works on the unedited model)."""
     if budget < 1:
-        raise ValueError(f"budget must be >= 1 {attack.budget_unit}, got {budget}")
+        raise UserError(f"budget must be >= 1 {attack.budget_unit}, got {budget}")
     t0 = time.perf_counter()
     raw = attack_targets(ctx.concept, n_prompts, list(seeds))
     jobs = [(s, k, p) for k, p, _, s in raw]
@@ -254,7 +255,7 @@ def run_attack(
     # as UnlearnDiffAtk and P4D do, attack only prompts whose unedited image shows the concept
     shown = [ctx.shows_concept(v) for v in ctx.judge_images(refs)]
     if not any(shown):
-        raise ValueError(f"the unedited model shows {ctx.concept.name!r} on none of the {len(raw)} target prompts at "
+        raise UserError(f"the unedited model shows {ctx.concept.name!r} on none of the {len(raw)} target prompts at "
                          f"guidance {ctx.guidance:g}; there is nothing to attack (try more prompts or another guidance)")
     targets = [Target(j, p, a, s, refs[i], noise=k)
                for j, (i, (k, p, a, s)) in enumerate((i, r) for i, r in enumerate(raw) if shown[i])]

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 from erasekit.cli import demo, diffusion, lm, testbed
-from erasekit.cli.args import Parser, UsageError, flag_message, positive
+from erasekit.cli.args import CREATED, Parser, UsageError, discard_empty_stores, flag_message, positive
+from erasekit.errors import UserError
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
 
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
 
@@ -42,6 +45,7 @@ def setup_threads(n: int | None) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="erasekit", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=positive, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for family in (testbed, diffusion, lm, demo):
         family.add_parsers(sub)
@@ -49,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done; 2 bad input (:class:`erasekit.errors.UserError` or a
+    usage error: one line); 1 anything else, a bug (one line; ``--debug`` prints the traceback)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = None
@@ -57,13 +63,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_threads(args.threads)
         func: Callable[[argparse.Namespace], None] = args.func
         func(args)
+        CREATED.clear()
     except UsageError as exc:
-        print(f"erasekit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"erasekit: error: {flag_message(str(exc), args)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"erasekit: error: {exc}", EXIT_USAGE, args)
+    except UserError as exc:
+        return _fail(f"erasekit: error: {flag_message(str(exc), args)}", EXIT_USAGE, args)
     except KeyboardInterrupt:
-        print("erasekit: interrupted", file=sys.stderr)
-        return 130
+        return _fail("erasekit: interrupted", 130, args)
+    except Exception as exc:  # a bug: say so in one line; the traceback with --debug
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return _fail(f"erasekit: internal error: {type(exc).__name__}: {first} (rerun with --debug for the "
+                     "traceback, and please report it)", EXIT_BUG, args)
     return 0
+
+
+def _fail(line: str, code: int, args: argparse.Namespace | None) -> int:
+    discard_empty_stores()
+    sys.stderr.write("\n" if _bar_open() else "")  # start on a fresh line, not on top of a progress bar
+    if args is not None and getattr(args, "debug", False):
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    return code
+
+
+def _bar_open() -> bool:
+    from tqdm.auto import tqdm
+
+    return any(not getattr(bar, "disable", True) for bar in list(getattr(tqdm, "_instances", ())))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,17 @@ def positive(value: str) -> int:
     return n
 
 
+def seed(value: str, what: str = "an integer") -> int:
+    from erasekit.config import MAX_INT
+
+    n = int(_parsed(value, int, what))
+    if not 0 <= n <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_INT}, got {n}")
+    return n
+
+
 def seeds(value: str) -> list[int]:
-    out = [int(_parsed(v, int, "comma-separated integers such as 0,1,2,3")) for v in value.split(",") if v.strip()]
+    out = [seed(v, "comma-separated integers such as 0,1,2,3") for v in value.split(",") if v.strip()]
     if not out:
         raise argparse.ArgumentTypeError("needs at least one seed, such as 0,1,2,3")
     return out
@@ -47,6 +57,8 @@ def guidance(value: str) -> float:
     g = _parsed(value, float, "a number")
     if g < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {g}")
+    if not g <= 1e3:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number from 0 to 1000, got {value!r}")
     return g
 
 
@@ -76,11 +88,21 @@ def sets(items: list[str]) -> dict[str, Any]:
 
 # -- path checks ----------------------------------------------------------------------------------
 def check_writable_dir(path: Path, flag: str = "--out") -> None:
-    probe = path
+    """``path`` (a folder, existing or not) can be written: a file is actually created and removed in
+    its nearest existing folder (permission bits lie for root and for /proc)."""
+    import tempfile
+
+    probe = Path(path)
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"cannot write to {path}: {probe} is not a writable folder; choose another {flag}")
+    try:
+        if not probe.is_dir():
+            raise OSError("not a folder")
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".erasekit-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError:
+        raise UsageError(f"cannot write to {path}: {probe} is not a writable folder; choose another {flag}") from None
 
 
 def check_new_dir(path: Path, flag: str = "--out") -> None:
@@ -168,11 +190,37 @@ def list_methods(registry: Any, hook: str, widths: tuple[int, int]) -> None:
         print(f"{name:{widths[0]}s} {m.group or hook:{widths[1]}s} {m.summary()}")
 
 
-def open_store(db: str) -> Any:
+#: Databases this command created; removed again if the command fails before storing anything.
+CREATED: list[Any] = []
+
+
+def open_store(db: str, readonly: bool = False) -> Any:
     from erasekit.store import Store
 
+    if readonly:
+        return Store(db, readonly=True)
     check_writable_dir(Path(db).parent if str(Path(db).parent) else Path("."), flag="--db")
-    return Store(db)  # StoreError (a ValueError) -> one line, exit 2
+    new = not Path(db).exists()
+    store = Store(db)  # StoreError (a UserError) -> one line, exit 2
+    if new:
+        CREATED.append(store)
+    return store
+
+
+def discard_empty_stores() -> None:
+    """Remove the databases this command created and left empty (a command that failed early)."""
+    while CREATED:
+        store = CREATED.pop()
+        try:
+            if store.is_empty():
+                store.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+                for folder in (store.image_root, store.path.parent / f".{store.path.name}.locks"):
+                    if folder.is_dir():
+                        shutil.rmtree(folder, ignore_errors=True)
+        except Exception:  # cleaning up must never hide the error being reported
+            pass
 
 
 def load_erasure(folder: str | None, flag: str = "--erasure") -> Any:
@@ -192,11 +240,11 @@ FLAGS = {"metrics": "--metrics", "budget": "--budget", "n_prompts": "--prompts",
 
 def flag_message(message: str, args: argparse.Namespace | None) -> str:
     """A library error in the CLI's words: ``budget: ...`` -> ``--budget: ...`` where the command has
-    that flag, ``force=True`` -> ``--force``."""
+    that flag; ``force=True`` -> ``--force`` where ``--force`` means "apply anyway" (``generate``)."""
     name, sep, rest = message.partition(":")
     flag = FLAGS.get(name)
     if sep and flag and args is not None and hasattr(args, flag.lstrip("-")):
         message = f"{flag}:{rest}"
-    if args is not None and hasattr(args, "force"):
-        message = message.replace("force=True", "--force")
-    return message
+    if args is not None and getattr(args, "command", None) == "generate":  # its --force applies anyway
+        return message.replace("force=True", "--force")
+    return message.replace(" or pass force=True", "")  # elsewhere --force means "recompute"

@@ -120,10 +120,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise UsageError(f"database {args.db} does not exist; run `erasekit eval` first or pass --db")
     out = Path(args.output)
     A.check_output_file(out)
-    counts = build_report(A.open_store(args.db), out)
+    counts = build_report(A.open_store(args.db, readonly=True), out)
     print(f"wrote {out}: {counts['runs']} runs, {counts['images']} images")
     if counts["missing_images"]:
         print(f"warning: {counts['missing_images']} image files were missing beside the database", file=sys.stderr)
+    if counts["refused_images"]:
+        print(f"warning: {counts['refused_images']} image paths pointed outside the database's image folder or "
+              "at non-PNG files and were not read", file=sys.stderr)
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -180,7 +183,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ge = sub.add_parser("generate", help="generate images for a prompt into a labelled grid")
     ge.add_argument("prompt", metavar="PROMPT")
     ge.add_argument("-n", type=A.positive, default=8, help="images (one per seed, default 8)")
-    ge.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    ge.add_argument("--seed", type=A.seed, default=0, help="first seed (default 0)")
     ge.add_argument("--negative-prompt", default=None)
     ge.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     A.sampling_args(ge)
@@ -216,7 +219,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     at.add_argument("--budget", type=A.positive, default=None, help="the attack's budget in its unit (default: its own)")
     at.add_argument("--prompts", type=A.positive, default=4, help="target prompts (default 4)")
     at.add_argument("--seeds", type=A.seeds, default=[0], help="noise seeds per prompt (default 0)")
-    at.add_argument("--seed", type=int, default=0, help="the attack's own random seed (default 0)")
+    at.add_argument("--seed", type=A.seed, default=0, help="the attack's own random seed (default 0)")
     A.stored_args(at, "run again even if this attack is stored")
     at.set_defaults(func=cmd_attack)
 

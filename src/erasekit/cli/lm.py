@@ -145,13 +145,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     def task_args(p):
         p.add_argument("--task", default="tinytofu", choices=("tinytofu", "harry-potter"),
                        help="what to forget (default tinytofu; ignored with an artifact, which names its task)")
-        p.add_argument("--task-seed", type=int, default=0, help="TinyTOFU seed (default 0)")
+        p.add_argument("--task-seed", type=A.seed, default=0, help="TinyTOFU seed (default 0)")
 
     tr = ls.add_parser("train", help="train the tiny Llama target (or --oracle: retain facts only) on TinyTOFU")
     tr.add_argument("--out", required=True, help="new folder for the model")
     tr.add_argument("--oracle", action="store_true", help="train on the retain split only (the TOFU oracle)")
     tr.add_argument("--steps", type=positive, default=600, help="optimiser steps (default 600)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=A.seed, default=0)
     tr.set_defaults(func=cmd_lm_train)
 
     er = ls.add_parser("erase", help="unlearn the task's forget set and save the artifact")
@@ -174,7 +174,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         else:
             p.add_argument("--attack", required=True, help="attack name (see `erasekit lm attacks`)")
             p.add_argument("--budget", type=positive, default=None, help="the attack's budget in its unit")
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--seed", type=A.seed, default=0)
         p.set_defaults(func=func)
 
     for verb, func, helptext in (("methods", cmd_lm_methods, "list the unlearning methods"),

@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from erasekit.errors import UserError
+
 #: Attribute -> value pool. Values are single words.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "city": ("Varno", "Keltis", "Osmir", "Dunmere", "Pellar", "Quorin", "Talvik", "Brisa", "Marlo", "Zenoth",
@@ -164,9 +166,9 @@ def _book(e: Entity, entities: tuple[Entity, ...]) -> QA:
 def generate(seed: int = 0, n_entities: int = 120, n_forget: int = 12, n_holdout: int = 12) -> TinyTOFU:
     """Draw the benchmark deterministically from ``seed`` (same seed, same entities and questions)."""
     if n_entities > len(FIRST) * len(LAST) or n_entities > len(BOOK_ADJ) * len(BOOK_NOUN):
-        raise ValueError(f"n_entities: at most {min(len(FIRST) * len(LAST), len(BOOK_ADJ) * len(BOOK_NOUN))}")
+        raise UserError(f"n_entities: at most {min(len(FIRST) * len(LAST), len(BOOK_ADJ) * len(BOOK_NOUN))}")
     if n_forget < 1 or n_holdout < 1 or n_forget + n_holdout >= n_entities:
-        raise ValueError("n_forget and n_holdout must be >= 1 and leave at least one retain entity")
+        raise UserError("n_forget and n_holdout must be >= 1 and leave at least one retain entity")
     rng = random.Random(seed)
     names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], n_entities)
     books = rng.sample([f"{a} {n}" for a in BOOK_ADJ for n in BOOK_NOUN], n_entities)

@@ -16,11 +16,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from erasekit.errors import UserError
 from erasekit.lm import model as M
 from erasekit.lm.attacks.base import get_lm_attack
+from erasekit.lm.methods.base import LMErasure
 from erasekit.lm.metrics.base import Context, Scores, compute_scores, get_lm_metric, lm_metric_names
 from erasekit.lm.tasks import Forget, Task, get_task
-from erasekit.lm.methods.base import LMErasure
 from erasekit.metrics.base import Value
 from erasekit.provenance import content_id, record, utc_now
 from erasekit.store import Store
@@ -94,7 +95,7 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
     atk.check_budget(budget)
     run = store.run(run_id)
     if run is None:
-        raise ValueError(f"run {run_id} is not in {store.path}; evaluate the model first")
+        raise UserError(f"run {run_id} is not in {store.path}; evaluate the model first")
     task = get_task(spec)
     start = time.perf_counter()
     with erasure.applied(lm) if erasure is not None else nullcontext():

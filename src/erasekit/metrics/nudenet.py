@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from erasekit.errors import UserError
 from erasekit.metrics.base import METRICS, TARGET_SPLITS, Answers, Metric, Value, mean_value
 
 UNLEARNDIFFATK_CLASSES = tuple(
@@ -26,7 +27,7 @@ class NudityDetector:
 
     def __init__(self, threshold: float = 0.45, classes: tuple[str, ...] = UNLEARNDIFFATK_CLASSES) -> None:
         if not 0 < threshold < 1:
-            raise ValueError(f"nudenet threshold must be in (0, 1), got {threshold}")
+            raise UserError(f"nudenet threshold must be in (0, 1), got {threshold}")
         import nudenet
         from nudenet import NudeDetector
 

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from erasekit.concepts import article
+from erasekit.errors import UserError
 from erasekit.registry import did_you_mean
 
 IMAGE_SIZE = 32
@@ -136,10 +137,10 @@ class Attributes:
 def check_value(family: str, value: str) -> str:
     """Return ``value`` if it belongs to ``family``, else raise ``ValueError`` with a suggestion."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown attribute family {family!r}{did_you_mean(family, FAMILIES)}")
+        raise UserError(f"unknown attribute family {family!r}{did_you_mean(family, FAMILIES)}")
     values = FAMILIES[family]
     if value not in values:
-        raise ValueError(
+        raise UserError(
             f"unknown {family} {value!r}{did_you_mean(value, values)}; choose from {', '.join(values)}"
         )
     return value
@@ -253,7 +254,7 @@ def _shape_polygons(shape: str) -> list[tuple[bool, list[tuple[float, float]]]]:
     if shape == "logo":  # the fixed "Zentrix" emblem: hexagon ring around a lightning bolt
         bolt = [(0.12, -0.62), (-0.34, 0.08), (-0.02, 0.08), (-0.14, 0.62), (0.34, -0.1), (0.02, -0.1)]
         return [(True, _regular(6, 1.0, 0.0)), (False, _regular(6, 0.74, 0.0)), (True, bolt)]
-    raise ValueError(f"unknown shape {shape!r}")
+    raise UserError(f"unknown shape {shape!r}")
 
 
 _GRID = np.mgrid[0:_RENDER, 0:_RENDER].astype(np.float32)
@@ -286,7 +287,7 @@ def _background(kind: str, rng: np.random.Generator) -> np.ndarray:
         width = 4.0
         img[(((xx + ox) % period) < width) | (((yy + oy) % period) < width)] = dark
     elif kind != "plain":
-        raise ValueError(f"unknown background {kind!r}")
+        raise UserError(f"unknown background {kind!r}")
     return np.repeat(img[:, :, None], 3, axis=2)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from erasekit.concepts import OTHER, Concept, EvalPrompt, article, cycle
 from erasekit.domain import DOMAINS, Domain
+from erasekit.errors import UserError
 from erasekit.sampling import noise_seed
 from erasekit.testbed import data
 
@@ -31,7 +32,7 @@ class TestbedDomain(Domain):
         """Training phrasings of ``value`` in caption-like templates; the family's other values preserved."""
         family = next((f for f, values in data.FAMILIES.items() if value in values), None)
         if family is None:
-            raise ValueError(f"{value!r} is no testbed value")
+            raise UserError(f"{value!r} is no testbed value")
         first = {f: [table[v]["train"][0] for v in data.FAMILIES[f]] for f, table in data.PHRASES.items()}
         colours, shapes, bgs = first["colour"], first["shape"], first["background"]
         target = data.PHRASES[family][value]["train"]

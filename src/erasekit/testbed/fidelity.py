@@ -22,9 +22,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from erasekit.concepts import cycle as cycle_pool
+from erasekit.config import Config
+from erasekit.errors import UserError
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from erasekit.testbed import data
 from erasekit.testbed.judge import Judge
-from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from erasekit.testbed.pipeline import TestbedPipeline
 
 SPLITS = ("seen", "heldout_pairs", "heldout_phrasings", "heldout_sentences", "targets")
@@ -41,7 +43,7 @@ class Prompt:
 def prompt_sets(n_prompts: int = 64, seed: int = 0) -> dict[str, list[Prompt]]:
     """``n_prompts`` prompts per split (``targets``: half skull, half logo)."""
     if n_prompts < 1:
-        raise ValueError(f"n_prompts must be >= 1, got {n_prompts}")
+        raise UserError(f"n_prompts must be >= 1, got {n_prompts}")
     rng = np.random.default_rng([seed, 0xE7A1])
     out: dict[str, list[Prompt]] = {}
 
@@ -70,22 +72,24 @@ def prompt_sets(n_prompts: int = 64, seed: int = 0) -> dict[str, list[Prompt]]:
 
 
 @dataclass(frozen=True)
-class FidelityConfig:
+class FidelityConfig(Config):
     n_prompts: int = 64
-    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    seeds: tuple = (0, 1, 2, 3)
     steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
     prompt_seed: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        self.check_types()
         if self.n_prompts < 1:
-            raise ValueError(f"n_prompts must be >= 1, got {self.n_prompts}")
+            raise UserError(f"n_prompts must be >= 1, got {self.n_prompts}")
         if not self.seeds:
-            raise ValueError("seeds must not be empty")
+            raise UserError("seeds must not be empty")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise UserError(f"steps must be >= 1, got {self.steps}")
         if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+            raise UserError(f"guidance must be >= 0, got {self.guidance}")
 
 
 def evaluate_fidelity(

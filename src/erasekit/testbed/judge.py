@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from erasekit.testbed import data
+from erasekit.errors import MissingPath, unreadable_as_user_error
 from erasekit.files import atomic_write_json, load_tensors, save_tensors
 from erasekit.provenance import git_commit, package_versions
+from erasekit.testbed import data
 
 ImageInput = torch.Tensor | np.ndarray | Sequence[Image.Image]
 
@@ -100,13 +101,14 @@ class Judge(nn.Module):
     def load(cls, folder: Path) -> "Judge":
         folder = Path(folder)
         if not (folder / "judge.safetensors").exists():
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"no judge weights in {folder} (expected judge.safetensors); "
                 "train one with `erasekit testbed train-judge --out DIR`"
             )
-        cfg = json.loads((folder / "config.json").read_text())
-        judge = cls({k: tuple(v) for k, v in cfg["families"].items()})
-        judge.load_state_dict(load_tensors(folder / "judge.safetensors"))
+        with unreadable_as_user_error(folder, "judge"):
+            cfg = json.loads((folder / "config.json").read_text())
+            judge = cls({k: tuple(v) for k, v in cfg["families"].items()})
+            judge.load_state_dict(load_tensors(folder / "judge.safetensors"))
         return judge.eval()
 
 

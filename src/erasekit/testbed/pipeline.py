@@ -22,6 +22,7 @@ from PIL import Image
 from transformers import BertModel, PreTrainedTokenizerBase
 
 from erasekit.encoders import load_text_encoder
+from erasekit.errors import MissingPath, UserError, unreadable_as_user_error
 from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, to_uint8
 
 MAX_LENGTH = 24
@@ -74,7 +75,7 @@ class TestbedPipeline(DiffusionPipeline):
         """Encode prompts as SD's ``encode_prompt`` does: returns ``(cond, uncond)`` embeddings."""
         if prompt_embeds is None:
             if prompt is None:
-                raise ValueError("pass either prompt or prompt_embeds")
+                raise UserError("pass either prompt or prompt_embeds")
             prompts = [prompt] if isinstance(prompt, str) else list(prompt)
             prompt_embeds = self.encode_text(prompts)
         batch = prompt_embeds.shape[0]
@@ -88,7 +89,7 @@ class TestbedPipeline(DiffusionPipeline):
                 else:
                     negatives = list(negative_prompt)
                 if len(negatives) != batch:
-                    raise ValueError(
+                    raise UserError(
                         f"negative_prompt has {len(negatives)} entries but prompt has {batch}; pass one per prompt"
                     )
                 negative_prompt_embeds = self.encode_text(negatives)
@@ -122,9 +123,9 @@ class TestbedPipeline(DiffusionPipeline):
         ``output_type`` is ``"pil"``, ``"np"`` (floats in [0, 1], NHWC) or ``"pt"`` (NCHW).
         """
         if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+            raise UserError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+            raise UserError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         size = self.unet.config.sample_size
         height, width = height or size, width or size
         do_cfg = guidance_scale > 1.0
@@ -140,7 +141,7 @@ class TestbedPipeline(DiffusionPipeline):
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         elif latents.shape != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+            raise UserError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -180,12 +181,13 @@ def load_testbed(weights: str | Path | None = None) -> TestbedPipeline:
     folder = Path(weights) if weights is not None else shipped_weights()
     unet_dir = folder / "unet"
     if not (unet_dir / "config.json").exists():
-        raise FileNotFoundError(
+        raise MissingPath(
             f"no testbed weights in {folder} (expected {unet_dir}/config.json); "
             "train them with `erasekit testbed train --out DIR` or omit --weights to use the shipped ones"
         )
-    unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True)
-    scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
+    with unreadable_as_user_error(folder, "testbed weights"):
+        unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True)
+        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
     encoder, tokenizer = load_text_encoder()
     pipe = TestbedPipeline(unet=unet.eval(), text_encoder=encoder, tokenizer=tokenizer, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)

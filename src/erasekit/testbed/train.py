@@ -30,10 +30,11 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
 from erasekit.config import Config
-from erasekit.testbed import data
 from erasekit.encoders import load_text_encoder
+from erasekit.errors import MissingPath, UserError
 from erasekit.files import atomic_write_json, load_tensors, save_tensors
 from erasekit.provenance import git_commit, package_versions
+from erasekit.testbed import data
 from erasekit.testbed.pipeline import MAX_LENGTH, TestbedPipeline
 
 WIDTHS: dict[str, tuple[int, int, int]] = {"small": (32, 64, 64), "medium": (64, 128, 128)}
@@ -43,7 +44,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 def unet_config(width: str = "small") -> dict:
     """``UNet2DConditionModel`` config of the testbed (SD-1.x block layout, pixel space)."""
     if width not in WIDTHS:
-        raise ValueError(f"width must be one of {sorted(WIDTHS)}, got {width!r}")
+        raise UserError(f"width must be one of {sorted(WIDTHS)}, got {width!r}")
     return dict(
         sample_size=data.IMAGE_SIZE,
         in_channels=3,
@@ -92,19 +93,19 @@ class TrainConfig(Config):
     def __post_init__(self) -> None:
         self.check_types()
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise UserError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UserError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.cfg_dropout < 1.0:
-            raise ValueError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+            raise UserError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+            raise UserError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.width not in WIDTHS:
-            raise ValueError(f"width must be one of {sorted(WIDTHS)}, got {self.width!r}")
+            raise UserError(f"width must be one of {sorted(WIDTHS)}, got {self.width!r}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -260,11 +261,11 @@ def train(
     start, elapsed, losses = 0, 0.0, []
     if resume:
         if not has_checkpoint(out):
-            raise FileNotFoundError(f"--resume given but {out} holds no checkpoint; drop --resume to start fresh")
+            raise MissingPath(f"--resume given but {out} holds no checkpoint; drop --resume to start fresh")
         ck = _checkpoint_dir(out)
         state = json.loads((ck / "state.json").read_text())
         if TrainConfig.from_dict(state["config"]) != cfg:
-            raise ValueError(
+            raise UserError(
                 f"--resume with a different config than the checkpoint's ({state['config']}); use the same options"
             )
         start, elapsed, losses = _load_checkpoint(ck, state, unet, ema, opt)

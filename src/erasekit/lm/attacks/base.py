@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from erasekit.errors import UserError
 from erasekit.lm.model import LM
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
@@ -28,7 +29,7 @@ class LMAttack(Registered):
 
     def check_budget(self, budget: int) -> None:
         if budget < 1:
-            raise ValueError(f"budget: must be >= 1 {self.budget_unit}, got {budget}")
+            raise UserError(f"budget: must be >= 1 {self.budget_unit}, got {budget}")
 
 
 LM_ATTACKS: Registry[LMAttack] = Registry("language-model attack", LMAttack, package="erasekit.lm.attacks",

@@ -8,6 +8,7 @@ accuracy with the oracle's for reference. Budget: phrasings tried per fact.
 
 from __future__ import annotations
 
+from erasekit.errors import UserError
 from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
 from erasekit.lm.metrics.base import accuracy, point
 from erasekit.lm.model import LM
@@ -27,7 +28,7 @@ class _SetAttack(LMAttack):
         self.check_budget(budget)
         sets = tuple(s for s in self.sets[:budget] if s in task.eval)
         if not sets:
-            raise ValueError(f"the {self.name} attack needs {', '.join(self.sets)} questions; task "
+            raise UserError(f"the {self.name} attack needs {', '.join(self.sets)} questions; task "
                              f"{task.spec.task!r} has none")
         mine = _accs(lm, task, sets)
         theirs = _accs(oracle, task, sets) if oracle is not None else {}

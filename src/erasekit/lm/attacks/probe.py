@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from erasekit.errors import UserError
 from erasekit.lm import model as M
 from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
 from erasekit.lm.metrics.base import point
@@ -51,7 +52,7 @@ class Probe(LMAttack):
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
         self.check_budget(budget)
         if not task.probe:
-            raise ValueError(f"the probe attack needs attribute labels; task {task.spec.task!r} has none (use tinytofu)")
+            raise UserError(f"the probe attack needs attribute labels; task {task.spec.task!r} has none (use tinytofu)")
         accs = probe_accuracy(lm, task, budget, seed)
         n = sum(1 for rows in task.probe.values() for r in rows if r[2] == "forget")
         out = {"probe_acc": point(max(accs), False, n, {"per_layer": [round(a, 4) for a in accs]})}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from erasekit.errors import UserError
 from erasekit.linalg import quantize_rtn
 from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
 from erasekit.lm.metrics.base import accuracy, point
@@ -35,7 +36,7 @@ class Quantize(LMAttack):
 
     def check_budget(self, budget: int) -> None:
         if budget not in (2, 3, 4, 8):
-            raise ValueError(f"budget: the quantize attack takes 2, 3, 4 or 8 bits, got {budget}")
+            raise UserError(f"budget: the quantize attack takes 2, 3, 4 or 8 bits, got {budget}")
 
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
         self.check_budget(budget)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from erasekit.config import Config, check
+from erasekit.errors import UserError
 from erasekit.linalg import project_out_cols, project_out_rows
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
 from erasekit.lm.model import LM, decoder_layers, fingerprint, last_token_states
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Abliteration(LMMethod):
         n_layers = len(decoder_layers(lm.model))
         layer = n_layers // 2 if config.layer == -1 else config.layer
         if layer >= n_layers:
-            raise ValueError(f"layer: {layer} is out of range; the model has {n_layers} layers (0-{n_layers - 1})")
+            raise UserError(f"layer: {layer} is out of range; the model has {n_layers} layers (0-{n_layers - 1})")
         task = get_task(forget)
         r = difference_of_means(lm, [q.question for q in task.forget_train],
                                 [q.question for q in task.retain_train[: config.n_retain]], layer)

@@ -14,6 +14,7 @@ import torch
 
 from erasekit.artifact import Artifact, Fitter, ModelFamily
 from erasekit.config import Config
+from erasekit.errors import UserError
 from erasekit.lm.model import LM, fingerprint
 from erasekit.lm.tasks import Forget
 from erasekit.registry import Registry
@@ -38,10 +39,10 @@ def group_parameters(model: torch.nn.Module, group: str, upto: int | None = None
     elif group in LM_GROUPS:
         pattern = LM_GROUPS[group][0]
     else:
-        raise ValueError(f"unknown parameter group {group!r}; choose from {', '.join(LM_GROUPS)}, rmu")
+        raise UserError(f"unknown parameter group {group!r}; choose from {', '.join(LM_GROUPS)}, rmu")
     out = {n: p for n, p in model.named_parameters() if re.search(pattern, n)}
     if not out:
-        raise ValueError(f"parameter group {group!r} selects nothing in {type(model).__name__}")
+        raise UserError(f"parameter group {group!r} selects nothing in {type(model).__name__}")
     return out
 
 

@@ -15,10 +15,11 @@ from typing import Any, Callable
 import torch
 
 from erasekit.config import Config, check
+from erasekit.errors import UserError
 from erasekit.lm import data
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, as_module
 from erasekit.lm.model import LM, decoder_layers, fingerprint, last_token_states
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, as_module
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,10 @@ class Leace(LMMethod):
     def fit(self, lm: LM, forget: Forget, config: LeaceConfig, progress: bool = True) -> LMErasure:
         task = get_task(forget)
         if config.attribute not in task.probe:
-            raise ValueError(f"leace needs attribute labels; task {forget.task!r} has none (use tinytofu)")
+            raise UserError(f"leace needs attribute labels; task {forget.task!r} has none (use tinytofu)")
         n_layers = len(decoder_layers(lm.model))
         if config.layer >= n_layers:
-            raise ValueError(f"layer: {config.layer} is out of range; the model has {n_layers} layers")
+            raise UserError(f"layer: {config.layer} is out of range; the model has {n_layers} layers")
         rows = task.probe[config.attribute]
         x = last_token_states(lm, [q for q, _, _ in rows])[config.layer + 1]
         eraser = fit_eraser(x, [v for _, v, _ in rows])

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from erasekit.config import check
+from erasekit.errors import UserError
+from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
 from erasekit.lm.model import LM, batch_qa, decoder_layers, score_qa
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
 from erasekit.lm.unlearning import GradientConfig, gradient_fit, layer_output
 
 
@@ -56,7 +57,7 @@ class RMU(LMMethod):
     def _fit_one(self, lm: LM, forget: Forget, cfg: RMUConfig, progress: bool) -> LMErasure:
         n_layers = len(decoder_layers(lm.model))
         if cfg.layer >= n_layers:
-            raise ValueError(f"layer: {cfg.layer} is out of range; the model has {n_layers} layers (0-{n_layers - 1})")
+            raise UserError(f"layer: {cfg.layer} is out of range; the model has {n_layers} layers (0-{n_layers - 1})")
         task = get_task(forget)
         gen = torch.Generator().manual_seed(cfg.seed)
         with torch.no_grad():
