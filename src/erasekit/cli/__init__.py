@@ -13,7 +13,8 @@ import traceback
 from typing import Callable, Sequence
 
 from erasekit.cli import demo, diffusion, lm, testbed
-from erasekit.cli.args import CREATED, Parser, UsageError, discard_empty_stores, flag_message, positive
+from erasekit.cli.args import Parser, UsageError, flag_message, positive
+from erasekit.cli.paths import CREATED, discard_empty_stores
 from erasekit.errors import UserError
 
 EXIT_USAGE = 2

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from erasekit.cli import args as A
+from erasekit.cli import paths as P
 
 #: The demo: erase ``skull`` with UCE and ESD-x, evaluate both and the unedited baseline, report.
 DEMO_RUNS = (("skull-uce", "uce", {}), ("skull-esd-x", "esd", {"train_method": "esd-x", "iterations": 60}))
@@ -24,11 +25,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     out = Path(args.out)
-    A.check_writable_dir(out)
+    P.check_writable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe, judge = A.load_models(args)
     concept = get_concept("skull")
-    store = A.open_store(str(out / "erasekit.db"))
+    store = P.open_store(str(out / "erasekit.db"))
     cfg = EvalConfig(**DEMO_EVAL)
     results = []
     for name, method, overrides in DEMO_RUNS:

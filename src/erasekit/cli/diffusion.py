@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from erasekit.cli import args as A
+from erasekit.cli import paths as P
 from erasekit.cli.args import UsageError
 
 
@@ -20,7 +21,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
     config = make_config(args.method, A.sets(args.set))
     concept = get_concept(args.concept)
     out = Path(args.out)
-    A.check_new_dir(out)
+    P.check_new_dir(out)
     A.check_model_args(args)
     pipe = A.load_pipeline(args.weights, domain_of(concept))
     erasure = fit_recorded(method, pipe, concept, config, base_model=args.weights or "testbed (shipped)")
@@ -40,7 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from erasekit.sampling import generate
 
     out = Path(args.output)
-    A.check_output_file(out)
+    P.check_output_file(out)
     if not args.prompt.strip():
         raise UsageError("PROMPT is empty; give a text prompt such as 'a red skull on a striped background'")
     erasure = A.load_erasure(args.erasure)
@@ -79,7 +80,7 @@ def _prepare(args: argparse.Namespace):
     from erasekit.domain import domain_of
 
     erasure, concept = run_and_concept(args)
-    store = A.open_store(args.db)
+    store = P.open_store(args.db)
     pipe, judge = A.load_models(args, domain_of(concept))
     name = None if erasure is None or args.baseline else Path(args.run).name
     return (None if args.baseline else erasure), concept, store, pipe, judge, name
@@ -119,8 +120,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     if not Path(args.db).is_file():
         raise UsageError(f"database {args.db} does not exist; run `erasekit eval` first or pass --db")
     out = Path(args.output)
-    A.check_output_file(out)
-    counts = build_report(A.open_store(args.db, readonly=True), out)
+    P.check_output_file(out)
+    counts = build_report(P.open_store(args.db, readonly=True), out)
     print(f"wrote {out}: {counts['runs']} runs, {counts['images']} images")
     if counts["missing_images"]:
         print(f"warning: {counts['missing_images']} image files were missing beside the database", file=sys.stderr)

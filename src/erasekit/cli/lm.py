@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from erasekit.cli import args as A
+from erasekit.cli import paths as P
 from erasekit.cli.args import UsageError
 
 
@@ -30,7 +31,7 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
     from erasekit.lm import data, model as M
 
     out = Path(args.out)
-    A.check_new_dir(out)
+    P.check_new_dir(out)
     t = time.perf_counter()
     bench = data.generate(args.seed)
     lm = M.build_tiny(data.build_tokenizer(bench), args.seed)
@@ -48,7 +49,7 @@ def cmd_lm_erase(args: argparse.Namespace) -> None:
     method = get_lm_method(args.method)
     config = make_lm_config(args.method, A.sets(args.set))
     out = Path(args.out)
-    A.check_new_dir(out)
+    P.check_new_dir(out)
     spec = _forget(args)
     lm = _load_lm(args.model)
     erasure = fit_recorded(method, lm, spec, config, base_model=args.model)
@@ -85,7 +86,7 @@ def _evaluated(args: argparse.Namespace, force: bool = False):
 
     erasure = _artifact(args)
     spec = erasure.concept if erasure is not None else _forget(args)
-    store = A.open_store(args.db)
+    store = P.open_store(args.db)
     lm = _load_lm(args.model)
     oracle = _load_lm(args.oracle, "--oracle") if args.oracle else None
     res = E.evaluate(store, lm, spec, erasure=erasure, oracle=oracle, artifact=args.run, force=force,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from erasekit.cli import args as A
+from erasekit.cli import paths as P
 from erasekit.cli.args import UsageError
 
 
@@ -14,7 +15,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from erasekit.testbed.train import TrainConfig, has_checkpoint, train
 
     out = Path(args.out)
-    A.check_writable_dir(out)
+    P.check_writable_dir(out)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, width=args.width)
     if args.resume and not has_checkpoint(out):
         raise UsageError(f"--resume given but {out} holds no checkpoint; drop --resume to start fresh")
@@ -28,7 +29,7 @@ def cmd_train_judge(args: argparse.Namespace) -> None:
     from erasekit.testbed.judge import train_judge
 
     out = Path(args.out)
-    A.check_writable_dir(out)
+    P.check_writable_dir(out)
     meta = train_judge(out, n_images=args.images, epochs=args.epochs, seed=args.seed, eval_images=args.eval_images)
     accs = ", ".join(f"{k} {v:.4f}" for k, v in meta["accuracy"].items())
     print(f"judge trained in {meta['wall_time_s'] / 60:.1f} min; accuracy on {args.eval_images} fresh images: {accs}")
@@ -42,7 +43,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from erasekit.testbed import data
 
     out = Path(args.output)
-    A.check_output_file(out)
+    P.check_output_file(out)
     rng = np.random.default_rng(args.seed)
     chosen = {"shape": args.shape, "colour": args.colour, "background": args.background}
     for family, value in chosen.items():
