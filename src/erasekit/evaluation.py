@@ -149,8 +149,8 @@ def evaluate(
             shutil.rmtree(image_dir, ignore_errors=True)
         stored = store.run(run_id)
         try:
-            return _fill_run(store, pipe, judge, concept, cfg, erasure, artifact_dir, metric_objs, progress, name,
-                             run_id, info, base_fp, base_run)
+            return _fill_run(store, pipe, judge, concept, domain, cfg, erasure, artifact_dir, metric_objs, progress,
+                             name, run_id, info, base_fp, base_run)
         except Exception:
             if stored is None or stored["state"] != "complete":  # a failed run leaves nothing behind
                 store.delete_run(run_id)
@@ -158,12 +158,12 @@ def evaluate(
             raise
 
 
-def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, cfg: EvalConfig, erasure: Erasure | None,
-              artifact_dir: str | Path | None, metric_objs: dict[str, Metric], progress: bool, name: str | None,
-              run_id: str, info: dict[str, Any] | None, base_fp: str, base_run: dict[str, Any] | None) -> dict[str, Any]:
+def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Domain | None, cfg: EvalConfig,
+              erasure: Erasure | None, artifact_dir: str | Path | None, metric_objs: dict[str, Metric], progress: bool,
+              name: str | None, run_id: str, info: dict[str, Any] | None, base_fp: str,
+              base_run: dict[str, Any] | None) -> dict[str, Any]:
     """Add the run row, generate and judge what is missing (committed chunk by chunk), compute the
     metrics not stored yet, mark the run complete."""
-    domain = domain_of(concept)
     image_dir = store.image_root / run_id
     kind = "baseline" if erasure is None else "erasure"
     store.add_run({

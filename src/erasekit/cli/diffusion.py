@@ -75,15 +75,15 @@ def run_and_concept(args: argparse.Namespace):
     return erasure, erasure.concept
 
 
-def _prepare(args: argparse.Namespace):
-    """The run's erasure (``None`` with ``--baseline``), concept, store, pipeline and judge."""
+def _prepare(args: argparse.Namespace, erasure, concept):
+    """For the run's erasure and concept (from :func:`run_and_concept`): the erasure to use
+    (``None`` with ``--baseline``), the store, pipeline, judge and run name."""
     from erasekit.domain import domain_of
 
-    erasure, concept = run_and_concept(args)
     store = P.open_store(args.db)
     pipe, judge = A.load_models(args, domain_of(concept))
     name = None if erasure is None or args.baseline else Path(args.run).name
-    return (None if args.baseline else erasure), concept, store, pipe, judge, name
+    return (None if args.baseline else erasure), store, pipe, judge, name
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -94,7 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                      batch=args.batch)
     erasure, concept = run_and_concept(args)  # check the metrics before a database or model is opened
     resolve_metrics(args.metrics, available(True, domain_of(concept), None if args.baseline else erasure))
-    erasure, concept, store, pipe, judge, name = _prepare(args)
+    erasure, store, pipe, judge, name = _prepare(args, erasure, concept)
     result = evaluate(store, pipe, judge, concept, cfg, erasure, args.run if erasure is not None else None,
                       metrics=args.metrics, force=args.force, progress=not args.json, name=name)
     if args.json:
@@ -139,7 +139,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if concept.family is None:
         raise UsageError(f"attack {args.attack} needs reference images of the concept and a domain's judge, which "
                          f"the run's concept {concept.name!r} (a user concept) lacks; attack a built-in concept")
-    erasure, concept, store, pipe, judge, name = _prepare(args)
+    erasure, store, pipe, judge, name = _prepare(args, erasure, concept)
     result = attack(store, pipe, judge, concept, args.attack, args.budget, erasure,
                     None if erasure is None else args.run, args.prompts, tuple(args.seeds), args.seed, args.steps,
                     args.guidance, args.force, progress=not args.json, name=name)
