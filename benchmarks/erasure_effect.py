@@ -1,7 +1,7 @@
 """Effect of each erasure method on the shipped testbed (figures in docs/results.md).
 
 For each method: fit on the built-in concept (default ``skull``), apply, and measure with the
-judge how often target prompts still show the target (training phrasings, 4 seeds) and how
+judge how often target prompts still show the target (given words, 4 seeds) and how
 accurate the other shapes stay on their own prompts; also the fit time. The unedited model is
 measured in the same run. Usage: ``python benchmarks/erasure_effect.py [--concept skull]
 [--methods uce,rece,esd,sld,negative_prompt]``; a method may carry config overrides,

@@ -18,7 +18,7 @@ import time
 import torch
 
 from erasekit.testbed.fidelity import prompt_sets
-from erasekit.testbed.pipeline import load_testbed
+from erasekit.testbed.pipeline import MAX_LENGTH, load_testbed
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipe = load_testbed()
-    prompts = [p.text for p in prompt_sets(args.prompts)["seen"]]
+    prompts = [p.text for p in prompt_sets(args.prompts)["seen_given"]]
     for precision in ("fp32", "bf16") if args.precision == "both" else (args.precision,):
         context = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
         with context:
@@ -49,7 +49,7 @@ def _unet_alone(pipe, batch: int) -> None:
 
     def call(n: int) -> None:
         x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-        states = torch.randn(n, 16, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+        states = torch.randn(n, MAX_LENGTH, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
         pipe.unet(x, torch.full((n,), 500), encoder_hidden_states=states)
 
     with torch.inference_mode():

@@ -1,16 +1,16 @@
-"""How much the frozen MiniLM encoder tells about held-out phrasings, read out by a classifier
-trained on the training phrasings only: the ceiling a text-conditioned model faces.
+"""How much the frozen MiniLM encoder tells about ``unseen`` phrasings, read out by a classifier
+trained on the trained (``given`` and ``known``) phrasings only: the ceiling a text-conditioned
+model faces.
 
 Usage: ``python benchmarks/phrasing_probe.py [--threads 2] [--every 3]``.
 
 For each attribute family, captions of seen combinations (every ``--every``-th) name the family's
-value with each training phrase, the other families with their first training phrase. A logistic
+value with each trained phrase, the other families with their given phrase. A logistic
 regression on the encoder states the testbed's UNet sees (``encode_text``), pooled over the family
-phrase's tokens and over the whole caption, learns value from training phrasings and is scored on
-the same captions with each held-out phrase instead, as are nearest neighbours (cosine). Prints per
-family the accuracy and the held-out phrases it gets wrong. The held-out-phrasing figures of
-``erasekit testbed evaluate`` sit in the same range, so they are bounded by what the encoder
-shares between a synonym and the training words, not by the UNet's training alone.
+phrase's tokens and over the whole caption, learns value from the trained phrasings and is scored
+on the same captions with each unseen phrase instead, as are nearest neighbours (cosine). Prints
+per family the accuracy and the unseen phrases it gets wrong: the ceiling beside which the
+``unseen`` figures of ``erasekit testbed evaluate`` are reported.
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ def main() -> None:
           f" (shape, colour), 1/{len(data.FAMILIES['background'])} (background)")
     for family, table in data.PHRASES.items():
         sets: dict[str, tuple[list[str], list[str], list[str]]] = {"train": ([], [], []), "heldout": ([], [], [])}
+        tiers = {"train": ("given", "known"), "heldout": ("unseen",)}
         for a in combos:
             value = getattr(a, family)
             for split, (caps, phrases, labels) in sets.items():
-                for phrase in table[value][split]:
+                for phrase in (p for tier in tiers[split] for p in table[value][tier]):
                     caps.append(data.canonical_caption(a, {family: phrase}))
                     phrases.append(phrase)
                     labels.append(value)

@@ -13,6 +13,7 @@ import time
 import torch
 from diffusers import UNet2DConditionModel
 
+from erasekit.testbed.pipeline import MAX_LENGTH
 from erasekit.testbed.train import diffusion_loss, train_scheduler, unet_config
 
 SETTINGS = [
@@ -35,7 +36,7 @@ def time_setting(width: str, batch: int, bf16: bool, channels_last: bool, steps:
     x0 = torch.rand(batch, 3, 32, 32) * 2 - 1
     if channels_last:
         x0 = x0.to(memory_format=torch.channels_last)
-    cond = torch.randn(batch, 24, 384)
+    cond = torch.randn(batch, MAX_LENGTH, 384)
     times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()

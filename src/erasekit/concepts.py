@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,11 +20,19 @@ import numpy as np
 from erasekit.errors import MissingPath, UserError
 from erasekit.registry import did_you_mean
 
-#: Prompt splits of an evaluation prompt set: the concept named in training phrasings, in held-out
-#: phrasings, in held-out combinations; and the prompts of what must be kept.
-TARGET_SPLITS = ("target", "target_heldout_phrasings", "target_heldout_pairs")
+#: Prompt splits of an evaluation prompt set. The concept named by the words the eraser was
+#: given (``given``), by words the model knows but the eraser was not given (``known``), by words
+#: neither ever saw (``unseen``), and by its given words in held-out combinations
+#: (``heldout_pairs``); then the prompts of what must be kept (``other``) and prompts that reuse
+#: the concept's words in another meaning (``decoy``).
+TARGET_SPLITS = ("given", "known", "unseen", "heldout_pairs")
 OTHER = "other"
-SPLITS = (*TARGET_SPLITS, OTHER)
+DECOY = "decoy"
+SPLITS = (*TARGET_SPLITS, OTHER, DECOY)
+#: Split names of erasekit <= 0.2 (testbed v1) and what they are now.
+LEGACY_SPLITS = {"target": "given", "target_heldout_phrasings": "unseen", "target_heldout_pairs": "heldout_pairs"}
+#: Words that carry no concept (left out when asking whether two phrasings share a word).
+STOP_WORDS = frozenset("a an the in on of as by with and at to for from like its his her".split())
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,19 @@ class EvalPrompt:
     text: str
     split: str
     attributes: dict[str, str] | None = None
+    phrase: str | None = None  # the words that name the concept in ``text`` (domain concepts)
+
+
+def content_words(text: str) -> frozenset[str]:
+    """Lower-case words of ``text`` without :data:`STOP_WORDS` (``"death's head"`` -> death's, head)."""
+    return frozenset(w for w in re.findall(r"[\w'-]+", text.lower()) if w not in STOP_WORDS)
+
+
+def shares_no_word(phrase: str, given: Sequence[str]) -> bool:
+    """True when ``phrase`` shares no content word with any of the ``given`` phrases: a
+    ``known-disjoint`` phrasing, where erasing by name is really tested."""
+    words = set().union(*(content_words(g) for g in given)) if given else set()
+    return not (content_words(phrase) & words)
 
 
 def cycle(pool: Sequence[Any], n: int, rng: np.random.Generator) -> list[Any]:

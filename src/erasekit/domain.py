@@ -47,8 +47,8 @@ class Domain(Registered):
         raise NotImplementedError
 
     def phrases(self, family: str, value: str) -> Mapping[str, Sequence[str]]:
-        """The words that name ``value``, by tier (``"train"``: the model learned them; ``"heldout"``:
-        it never saw them)."""
+        """The words that name ``value``, by tier (``"given"``: what an eraser is handed; ``"known"``:
+        the model learned them, no eraser is given them; ``"unseen"``: neither ever saw them)."""
         raise NotImplementedError
 
     def prompt(self, attributes: Mapping[str, str], words: Mapping[str, str] | None = None) -> str:
@@ -65,6 +65,19 @@ class Domain(Registered):
 
     def load_judge(self, folder: str | None = None) -> Judge:
         """The domain's judge (its shipped weights by default)."""
+        raise NotImplementedError
+
+    #: the built-in concepts its oracle (:meth:`load_oracle`) was trained without
+    oracle_excludes: ClassVar[Sequence[str]] = ()
+
+    def oracle_for(self, pipe: Any) -> Any:
+        """The domain's oracle pipeline for ``pipe``: the same recipe as ``pipe`` trained without
+        :attr:`oracle_excludes` (what a perfect erasure would look like), or ``None`` if there is
+        none (also when ``pipe`` is not the model the oracle belongs to)."""
+        return None
+
+    def concept_scores(self, judge: Any, images: np.ndarray, concept: Concept) -> np.ndarray:
+        """The judge's probability of ``concept`` in each image ``(B,)``."""
         raise NotImplementedError
 
     def label(self, verdict: Mapping[str, str]) -> str:

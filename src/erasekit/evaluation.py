@@ -60,13 +60,13 @@ class EvalConfig(Config):
 
 def eval_prompts(concept: Concept, n_prompts: int = 16, seed: int = 0) -> list[EvalPrompt]:
     """The prompt set for ``concept``: its domain's (:meth:`erasekit.domain.Domain.eval_prompts`) for
-    built-in concepts; for user concepts, their erase prompts as ``target`` and their preserve
+    built-in concepts; for user concepts, their erase prompts as ``given`` and their preserve
     prompts as ``other``."""
     rng = np.random.default_rng([seed, 0xE7A2])
     domain = domain_of(concept)
     if domain is not None:
         return domain.eval_prompts(concept, n_prompts, rng)
-    target = [EvalPrompt(t, "target") for t in cycle(concept.erase_prompts(), n_prompts, rng)]
+    target = [EvalPrompt(t, "given") for t in cycle(concept.erase_prompts(), n_prompts, rng)]
     return target + [EvalPrompt(t, OTHER) for t in cycle(list(concept.preserve), n_prompts, rng)]
 
 
@@ -84,9 +84,30 @@ def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
             "params_changed": int(sum(t.numel() for t in erasure.tensors.values())), "folder": str(folder)}
 
 
-def available(judge: Any, domain: Domain | None, erasure: Erasure | None) -> frozenset[str]:
+def floor_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """The seeds of the oracle's noise-floor images: as many as ``seeds``, the smallest
+    non-negative integers not among them (same prompts, other noise)."""
+    out: list[int] = []
+    k = 0
+    while len(out) < len(seeds):
+        if k not in seeds:
+            out.append(k)
+        k += 1
+    return tuple(out)
+
+
+def oracle_for(domain: Domain | None, concept: Concept, pipe: Any) -> Any:
+    """The oracle pipeline trained without ``concept`` that belongs to ``pipe`` (``None`` if none)."""
+    if domain is None or concept.name not in domain.oracle_excludes:
+        return None
+    return domain.oracle_for(pipe)
+
+
+def available(judge: Any, domain: Domain | None, erasure: Erasure | None, oracle: bool = False) -> frozenset[str]:
     """What an evaluation's answer set will carry (see :attr:`erasekit.metrics.base.Metric.needs`)."""
     have = {"judge"} if judge is not None else set()
+    if oracle:
+        have.add("oracle")
     if domain is not None:
         have |= {"attributes", "domain"}
     if erasure is not None:
@@ -120,14 +141,19 @@ def evaluate(
     force: bool = False,
     progress: bool = True,
     name: str | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``erasure`` (or the unedited model when ``None``) on ``concept``; return the run
-    row with its metrics. Erasure runs first make sure the unedited baseline is evaluated too.
+    row with its metrics. Erasure runs first make sure the unedited baseline is evaluated too, and,
+    when the concept's domain has an oracle trained without it, the oracle (``kind="oracle"``) and
+    its noise floor (the oracle with other seeds, :func:`floor_seeds`, ``kind="oracle-floor"``).
 
     ``metrics``: names to compute (each must be able to run: a ``ValueError`` says why not, before
     any work); ``None``: every default metric that can run here."""
     domain = domain_of(concept)
-    metric_objs = resolve_metrics(metrics, available(judge, domain, erasure))
+    oracle_pipe = oracle_for(domain, concept, pipe) if kind is None else None
+    oracle = oracle_pipe is not None
+    metric_objs = resolve_metrics(metrics, available(judge, domain, erasure, oracle))
     if erasure is not None:
         erasure.check(pipe)  # base weights, parameter names and shapes: before any work
     base_fp = fingerprint(pipe)
@@ -136,13 +162,25 @@ def evaluate(
         info = {**erasure.to_json(), "digest": None, "params_changed": int(sum(t.numel() for t in erasure.tensors.values()))}
     key = {"base": base_fp, "concept": concept.to_dict(), "eval": cfg.to_dict(),
            "artifact": None if info is None else info.get("digest") or info["config"]}
+    if kind is not None:  # an oracle run is its own run even on the same weights
+        key["kind"] = kind
     run_id = content_id(key)
     image_dir = store.image_root / run_id
     base_run = None
     if erasure is not None:
-        on_base = available(judge, domain, None)
+        on_base = available(judge, domain, None, oracle)
         base_run = evaluate(store, pipe, judge, concept, cfg, None, None,
                             tuple(n for n, m in metric_objs.items() if m.missing(on_base) is None), False, progress)
+    oracle_runs = None
+    if oracle and "oracle" in {n for m in metric_objs.values() for n in m.needs}:
+        on_oracle = tuple(n for n, m in metric_objs.items() if m.missing(available(judge, domain, None)) is None)
+        floor_cfg = cfg.replace(seeds=floor_seeds(cfg.seeds))
+        oracle_runs = (
+            evaluate(store, oracle_pipe, judge, concept, cfg, None, None, on_oracle, False, progress,
+                     f"oracle/{concept.name}", "oracle"),
+            evaluate(store, oracle_pipe, judge, concept, floor_cfg, None, None, (), False, progress,
+                     f"oracle-floor/{concept.name}", "oracle-floor"),
+        )
     with store.lock(run_id):  # a second process on the same run waits here, then reuses the result
         if force:
             store.delete_run(run_id)
@@ -150,7 +188,7 @@ def evaluate(
         stored = store.run(run_id)
         try:
             return _fill_run(store, pipe, judge, concept, domain, cfg, erasure, artifact_dir, metric_objs, progress,
-                             name, run_id, info, base_fp, base_run)
+                             name, run_id, info, base_fp, base_run, kind, oracle_runs)
         except Exception:
             if stored is None or stored["state"] != "complete":  # a failed run leaves nothing behind
                 store.delete_run(run_id)
@@ -161,11 +199,12 @@ def evaluate(
 def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Domain | None, cfg: EvalConfig,
               erasure: Erasure | None, artifact_dir: str | Path | None, metric_objs: dict[str, Metric], progress: bool,
               name: str | None, run_id: str, info: dict[str, Any] | None, base_fp: str,
-              base_run: dict[str, Any] | None) -> dict[str, Any]:
+              base_run: dict[str, Any] | None, kind: str | None = None,
+              oracle_runs: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Add the run row, generate and judge what is missing (committed chunk by chunk), compute the
     metrics not stored yet, mark the run complete."""
     image_dir = store.image_root / run_id
-    kind = "baseline" if erasure is None else "erasure"
+    kind = kind or ("baseline" if erasure is None else "erasure")
     store.add_run({
         "run_id": run_id, "name": name or (f"baseline/{concept.name}" if erasure is None else f"{erasure.method}/{concept.name}"),
         "kind": kind, "method": None if erasure is None else erasure.method, "concept": concept.name,
@@ -201,6 +240,9 @@ def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Dom
     answers.artifact = info
     if base_run is not None:
         answers.base_images = load_answers(store, base_run["run_id"], concept, prompts, list(cfg.seeds), None).images
+    if oracle_runs is not None:
+        answers.oracle_images, answers.oracle_floor_images = (
+            load_answers(store, r["run_id"], concept, prompts, json.loads(r["seeds"]), None).images for r in oracle_runs)
     done_metrics = store.metric_names_done(run_id)
     for mname, metric in metric_objs.items():
         if mname not in done_metrics:

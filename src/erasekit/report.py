@@ -118,6 +118,26 @@ def _scatter(runs: list[dict[str, Any]], xkey: str, ykey: str, xlabel: str, ylab
     return "".join(parts)
 
 
+def _became(runs: list[dict[str, Any]]) -> str:
+    """What each concept's target images were judged as, per run (the ``became`` metric), one
+    table per concept."""
+    html = []
+    for concept in dict.fromkeys(r["concept"] for r in runs):
+        mine = [r for r in runs if r["concept"] == concept and any(k.startswith("became_") for k in r["metrics"])]
+        keys = list(dict.fromkeys(k for r in mine for k in r["metrics"] if k.startswith("became_")))
+        if not mine:
+            continue
+        html.append(f"<h3>{escape(concept)}</h3><table><tr><th>run</th>"
+                    + "".join(f"<th>{escape(k[len('became_'):])}</th>" for k in keys) + "</tr>"
+                    + "".join(f"<tr><td>{escape(r['name'])}</td>" + "".join(_cell(r["metrics"].get(k), k) for k in keys)
+                              + "</tr>" for r in mine) + "</table>")
+    if not html:
+        return ""
+    return ("<h2>What the concept became</h2><p class=\"ci\">Share of target-prompt images (given, known, unseen "
+            "phrasings, held-out pairs) judged as each value; <code>none</code>: no recognisable shape.</p>"
+            + "".join(html))
+
+
 def _baseline_for(run: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     cfg = json.loads(run["config"])
     for r in runs:
@@ -168,7 +188,7 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
     every = store.runs(state="complete")  # a killed run still running is not reported
     for r in every:
         r["metrics"] = store.metrics(r["run_id"])
-    runs = [r for r in every if not r["kind"].startswith("lm-")]
+    runs = [r for r in every if not r["kind"].startswith("lm-") and r["kind"] != "oracle-floor"]
     lm_runs = [r for r in every if r["kind"].startswith("lm-")]
     html = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
             f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
@@ -183,7 +203,10 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
             html.append(f"<tr><td><a href=\"#run-{escape(r['run_id'])}\">{escape(r['name'])}</a></td>"
                         + "".join(_cell(r["metrics"].get(k), k) for k in summary) + "</tr>")
         html.append("</table><p class=\"ci\">Intervals: 95% bootstrap (over prompts for rates, over images for "
-                    "distances). Efficacy, IRA, CRA, alignment: higher is better; FD: lower is better.</p>")
+                    "distances). Efficacy, IRA, CRA, alignment: higher is better; concept score, concept rates on decoys and "
+                    "off-topic prompts, FD and the oracle gap: lower is better (a perfect erasure sits at the oracle's "
+                    "floor).</p>")
+        html.append(_became(runs))
         html.append("<h2>Efficacy against retention</h2><div>"
                     + _scatter(runs, "ira", "efficacy", "in-domain retention (IRA)", "efficacy (UA)")
                     + _scatter(runs, "cra", "efficacy", "cross-domain retention (CRA)", "efficacy (UA)") + "</div>")

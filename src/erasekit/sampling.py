@@ -24,6 +24,23 @@ DEFAULT_GUIDANCE = 2.0
 NOISE_STRIDE = 100003
 
 
+def rescale_guidance(pred: torch.Tensor, pred_cond: torch.Tensor, phi: float) -> torch.Tensor:
+    """CFG rescale (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+    eq. 15-16): match the guided prediction's per-sample std to the conditional one's, mixed with
+    weight ``phi`` (0: plain CFG)."""
+    if phi <= 0:
+        return pred
+    dims = tuple(range(1, pred.ndim))
+    ratio = pred_cond.std(dim=dims, keepdim=True) / pred.std(dim=dims, keepdim=True).clamp_min(1e-8)
+    return phi * (pred * ratio) + (1 - phi) * pred
+
+
+def guidance_rescale_of(pipe: object) -> float:
+    """The CFG rescale a pipeline samples with by default (``default_guidance_rescale``; SD: 0), for
+    code that runs its own guided sampling loop."""
+    return float(getattr(pipe, "default_guidance_rescale", 0.0))
+
+
 def noise_seed(seed: int, index: int) -> int:
     """The torch seed of image ``(seed, index)``."""
     return seed * NOISE_STRIDE + index

@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from erasekit.concepts import LEGACY_SPLITS
 from erasekit.errors import UserError
 from erasekit.metrics.base import Value
 from erasekit.provenance import content_id
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: Metric keys renamed with the splits in schema 4.
+LEGACY_KEYS = {"efficacy_heldout_phrasings": "efficacy_unseen"}
 
 #: The states of an evaluation run: ``running`` until every sample and metric is stored (a killed
 #: run stays ``running`` and resumes), then ``complete``. A run that fails is removed, rows and images.
@@ -67,7 +70,7 @@ SCHEMA = ATTACK_RUNS + ATTACK_VALUES + f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    kind TEXT NOT NULL,               -- 'erasure' | 'baseline'
+    kind TEXT NOT NULL,               -- 'erasure' | 'baseline' | 'oracle' | 'oracle-floor'
     method TEXT,
     concept TEXT NOT NULL,
     artifact TEXT,                    -- artifact folder as given
@@ -94,7 +97,7 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE TABLE IF NOT EXISTS metric_values (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     metric TEXT NOT NULL,             -- registered metric that produced it
-    key TEXT NOT NULL,                -- reported name (efficacy, efficacy_heldout_phrasings, ...)
+    key TEXT NOT NULL,                -- reported name (efficacy, efficacy_unseen, ...)
     {VALUE_COLUMNS}
     PRIMARY KEY (run_id, key)
 );
@@ -175,8 +178,10 @@ class Store:
 
     def _migrate(self) -> None:
         """Bring an older database to the current schema, one transaction per step: version 0 (attack
-        columns NOT NULL, language-model attacks stored as ``attack:<name>`` metric rows) to 2, and 2 to
-        3 (the runs' ``state``)."""
+        columns NOT NULL, language-model attacks stored as ``attack:<name>`` metric rows) to 2, 2 to
+        3 (the runs' ``state``), and 3 to 4 (testbed v2's split names: ``target`` is ``given``,
+        ``target_heldout_phrasings`` is ``unseen``, ``target_heldout_pairs`` is ``heldout_pairs``,
+        and ``efficacy_heldout_phrasings`` is ``efficacy_unseen``)."""
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if version >= SCHEMA_VERSION or "runs" not in tables:
@@ -187,6 +192,14 @@ class Store:
             if "state" not in [r[1] for r in c.execute("PRAGMA table_info(runs)")]:
                 c.execute("ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'running'")
                 c.execute("UPDATE runs SET state = 'complete' WHERE completed_at IS NOT NULL")
+            if version < 4:
+                if "samples" in tables:
+                    for old, new in LEGACY_SPLITS.items():
+                        c.execute("UPDATE samples SET split = ? WHERE split = ?", (new, old))
+                for table in ("metric_values", "sample_values"):
+                    if table in tables:
+                        for old, new in LEGACY_KEYS.items():
+                            c.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (new, old))
 
     def _migrate_attacks(self, tables: set[str]) -> None:
         self.conn.execute("PRAGMA foreign_keys=OFF")  # attack_samples references the table rebuilt here

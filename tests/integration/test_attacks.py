@@ -48,21 +48,24 @@ def test_white_box_attacks_break_uce(name, shipped_testbed, shipped_judge, uce):
     with erasure.applied(shipped_testbed):
         result = run_attack(get_attack(name), ctx, BUDGETS[name] if name != "latent" else 4, n_prompts=2,
                             seeds=(0,), progress=False)
-    assert result.pre_asr == 0.0
-    assert result.asr >= 0.5
+    assert result.pre_asr <= 0.5
+    hidden = [o for o in result.outcomes if not o.pre_success]
+    assert hidden and all(o.success for o in hidden), [(o.note, o.verdict) for o in hidden]
 
 
 def test_latent_inversion_breaks_the_negated_negative_prompt(shipped_testbed, shipped_judge):
-    """The negative-prompt baseline in negate mode hides skull at the deployed guidance; latent
-    inversion brings it back (the acceptance pair with UCE above)."""
+    """The negative-prompt baseline in negate mode hides skull at the deployed guidance on some
+    prompts (on testbed v2, with CFG rescale, one of the two); latent inversion brings it back on
+    those it hid (the acceptance pair with UCE above)."""
     erasure = get_method("negative_prompt").fit(shipped_testbed, get_concept("skull"),
                                                 make_config("negative_prompt", {"mode": "negate"}), progress=False)
     ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
     assert ctx.guard
     with erasure.applied(shipped_testbed):
         result = run_attack(get_attack("latent"), ctx, 4, n_prompts=2, seeds=(0,), progress=False)
-    assert result.pre_asr == 0.0
-    assert result.asr >= 0.5
+    assert result.pre_asr <= 0.5
+    hidden = [o for o in result.outcomes if not o.pre_success]
+    assert hidden and all(o.success for o in hidden), [(o.note, o.verdict) for o in hidden]
 
 
 def test_same_seed_same_attack_result(shipped_testbed, shipped_judge, uce):

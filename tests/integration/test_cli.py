@@ -17,6 +17,8 @@ from erasekit.cli import main
         (["testbed", "train", "--out", "OUT", "--steps", "0"], "--steps: must be a positive integer, got 0"),
         (["testbed", "train", "--out", "OUT", "--steps", "ten"], "must be a positive integer, got 'ten'"),
         (["testbed", "train", "--out", "OUT", "--resume"], "holds no checkpoint"),
+        (["testbed", "train", "--out", "OUT", "--exclude", "skull,nein"], "unknown testbed value 'nein'"),
+        (["testbed", "evaluate", "--precision", "fp16"], "invalid choice: 'fp16'"),
         (["generate", "a red skull", "--steps", "-1"], "--steps: must be a positive integer"),
         (["generate", "a red skull", "--weights", "MISSING"], "weights folder"),
         (["generate", "a red skull", "--judge", "MISSING"], "judge folder"),
@@ -66,6 +68,9 @@ def test_sample_writes_a_grid(tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(out).size[0] > 4 * 128
+    decoys = tmp_path / "none.png"
+    assert main(["testbed", "sample", "--shape", "none", "--phrasing", "known", "-n", "2", "-o", str(decoys)]) == 0
+    assert Image.open(decoys).size[0] > 2 * 128
 
 
 @pytest.mark.parametrize(
@@ -146,3 +151,20 @@ def test_erase_and_generate_on_a_diffusers_folder(tmp_path, capsys):
     assert bool(torch_equal)
     assert main(["methods"]) == 0
     assert "uce" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_testbed_evaluate_reports_every_split_and_protected_concept(precision, capsys):
+    import json
+
+    assert main(["testbed", "evaluate", "--prompts", "1", "--seeds", "0", "--steps", "2", "--precision", precision,
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["precision"] == precision
+    assert set(result["splits"]) == {"seen_given", "seen_known", "heldout_pairs_given", "heldout_pairs_known",
+                                     "unseen", "unseen_sentences"}
+    for value in ("skull", "logo", "neon"):
+        row = result["protected"][value]
+        assert len(row["phrasings"]) >= 9 and sum(p["disjoint"] for p in row["phrasings"].values()) >= 5
+        assert 0 <= row["decoy"] <= 1 and 0 <= row["known"] <= 1
+    assert set(result["meets_requirements"]) >= {"seen_given", "skull_known", "logo_each_phrasing", "neon_decoy"}

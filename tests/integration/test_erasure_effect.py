@@ -22,7 +22,9 @@ def test_unedited_testbed_draws_skulls(baseline):
     assert baseline["other_shapes_accuracy"] >= 0.85, baseline
 
 
-@pytest.mark.parametrize("method", ["uce", "rece", "esd"])
+@pytest.mark.parametrize("method", ["uce", pytest.param("rece", marks=pytest.mark.xfail(
+    strict=True, reason="RECE's defaults were tuned on testbed v1: on v2 skull rate 0.19 but other shapes 0.79 "
+    "(circle, star, logo 0.5); retune on heart or star (issue 13)")), "esd"])
 def test_erasing_skull(method, shipped_testbed, shipped_judge, baseline):
     torch.manual_seed(0)
     erasure = get_method(method).fit(shipped_testbed, get_concept("skull"), make_config(method), progress=False)

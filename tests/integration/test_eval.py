@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from erasekit.cli import main
-from erasekit.concepts import get_concept
+from erasekit.concepts import TARGET_SPLITS, get_concept
 from erasekit.erasure import get_method, make_config
 from erasekit.evaluation import EvalConfig, eval_prompts, evaluate
 from erasekit.store import Store
+from erasekit.testbed import data
 
 SMALL = EvalConfig(n_prompts=1, seeds=(0, 1), steps=4, batch=8)
 SMALL_ARGS = ["--prompts", "1", "--seeds", "0,1", "--steps", "4", "--batch", "8"]
@@ -46,33 +47,48 @@ def _load(folder):
 def test_prompt_set_covers_the_splits():
     prompts = eval_prompts(get_concept("skull"), 3)
     splits = [p.split for p in prompts]
-    assert splits.count("target") == splits.count("target_heldout_phrasings") == splits.count("target_heldout_pairs") == 3
+    assert all(splits.count(s) == 3 for s in ("given", "known", "unseen", "heldout_pairs", "decoy"))
     assert splits.count("other") == 7  # one per other shape
-    assert all(p.attributes["shape"] == "skull" for p in prompts if p.split.startswith("target"))
-    assert all(p.attributes["colour"] == "pink" for p in prompts if p.split == "target_heldout_pairs")
+    assert all(p.attributes["shape"] == "skull" for p in prompts if p.split in TARGET_SPLITS)
+    assert all(p.attributes["shape"] != "skull" for p in prompts if p.split in ("other", "decoy"))
+    assert all(p.attributes["colour"] == "pink" for p in prompts if p.split == "heldout_pairs")
+    tiers = data.SHAPE_PHRASES["skull"]
+    for p in prompts:
+        if p.split in TARGET_SPLITS:
+            tier = "given" if p.split == "heldout_pairs" else p.split
+            assert p.phrase in tiers[tier] and data.phrase_in(p.phrase, p.text)
     assert eval_prompts(get_concept("skull"), 3) == prompts
-    neon = [p for p in eval_prompts(get_concept("neon"), 2) if p.split == "target_heldout_pairs"]
+    neon = [p for p in eval_prompts(get_concept("neon"), 2) if p.split == "heldout_pairs"]
     assert len(neon) == 2 and all(p.attributes["background"] == "neon" for p in neon)
+    assert not any(p.split == "decoy" for p in eval_prompts(get_concept("red"), 2))  # decoys: protected concepts
 
 
 def test_evaluation_stores_everything(evaluated):
     store, result = evaluated
     runs = store.runs()
-    assert [r["kind"] for r in runs] == ["baseline", "erasure"]
+    assert sorted(r["kind"] for r in runs) == ["baseline", "erasure", "oracle", "oracle-floor"]  # skull: shipped oracle
     n = len(eval_prompts(get_concept("skull"), 1)) * 2
     for r in runs:
         assert store.count("samples", r["run_id"]) == n
         assert r["completed_at"] and r["git_hash"] and json.loads(r["versions"])["torch"].startswith("2.13.0")
         cfg = json.loads(r["config"])
-        assert cfg["eval"]["seeds"] == [0, 1] and cfg["eval"]["steps"] == 4
+        assert cfg["eval"]["seeds"] == ([2, 3] if r["kind"] == "oracle-floor" else [0, 1]) and cfg["eval"]["steps"] == 4
         for s in store.samples(r["run_id"]):
             assert Image.open(store.path.parent / s["image_path"]).size == (32, 32)
     m = result["metrics"]
-    assert {"efficacy", "efficacy_heldout_phrasings", "efficacy_heldout_pairs", "ira", "cra", "alignment",
+    assert {"efficacy", "efficacy_known", "efficacy_known_disjoint", "efficacy_unseen", "efficacy_heldout_pairs",
+            "concept_score", "became_skull", "decoy_rate", "offtopic_rate", "oracle_fd_target", "oracle_fd_target_floor",
+            "ira", "cra", "alignment",
             "fd_real", "fd_base", "kid_real", "kid_base", "artifact_bytes", "params_changed"} <= set(m)
     assert m["params_changed"]["value"] > 0 and m["artifact_bytes"]["value"] > 0
-    # per-sample rows: efficacy (6 target images) + ira (14) + cra (20) + alignment (20) + alignment_other (14)
-    assert store.count("sample_values", result["run_id"]) == 6 + 14 + 20 + 20 + 14
+    # per-sample rows, one per image a value averages: 12 prompts x 2 seeds (given, known, unseen,
+    # held-out pair, decoy: 1 each; other: 7)
+    rows = dict(store.conn.execute("SELECT key, COUNT(*) FROM sample_values WHERE run_id = ? GROUP BY key",
+                                   (result["run_id"],)).fetchall())
+    assert {k: rows[k] for k in ("efficacy", "efficacy_known", "efficacy_unseen", "ira", "cra", "alignment",
+                                 "decoy_rate", "offtopic_rate", "became_skull")} == {
+        "efficacy": 2, "efficacy_known": 2, "efficacy_unseen": 2, "ira": 14, "cra": 22, "alignment": 22,
+        "decoy_rate": 2, "offtopic_rate": 14, "became_skull": 8}
 
 
 def test_same_artifact_same_seeds_same_metrics(evaluated, shipped_testbed, shipped_judge, uce_run, tmp_path):
@@ -88,7 +104,7 @@ def test_same_artifact_same_seeds_same_metrics(evaluated, shipped_testbed, shipp
     cached = evaluate(store, shipped_testbed, shipped_judge, get_concept("skull"), SMALL,
                       erasure=_load(uce_run), artifact_dir=uce_run, progress=False)
     assert time.perf_counter() - t0 < 10 and cached["metrics"] == again["metrics"]
-    assert store.count("runs") == 2
+    assert store.count("runs") == 4  # baseline, oracle, oracle floor, erasure
 
 
 def _cli(*args, **kw):
@@ -126,7 +142,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_lost_or_duplicated_rows(uc
     for r in store.runs():
         keys = [(s["prompt_index"], s["seed"]) for s in store.samples(r["run_id"])]
         assert len(keys) == len(set(keys)) == n
-    assert store.count("runs") == 2
+    assert store.count("runs") == 4  # baseline, oracle, oracle floor, erasure
     summary = json.loads(out)
     _, reference = evaluated
     assert summary["run"]["run_id"] == reference["run_id"]
@@ -194,7 +210,7 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
                    "seeds": "[0]", "versions": "{}", "git_hash": "0" * 12, "created_at": "2026-01-01T00:00:00"})
     img = store.samples(result["run_id"])[0]["image_path"]
     store.add_samples("hostile", [{"prompt_index": 0, "seed": 0, "prompt": "<img src=x onerror=alert(1)>",
-                                   "split": "target", "attributes": None, "image_path": img, "verdict": None}])
+                                   "split": "given", "attributes": None, "image_path": img, "verdict": None}])
     store.complete_run("hostile", "2026-01-01T00:00:01", 1.0)  # the report shows complete runs only
     out = tmp_path / "report.html"
     assert main(["report", "--db", str(store.path), "-o", str(out)]) == 0
@@ -209,3 +225,22 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
     shot = np.asarray(Image.open(tmp_path / "shot.png").convert("L"), dtype=np.float64)
     assert shot.std() > 10 and (shot < 100).mean() > 0.001  # text and images, not a blank page
     assert html.count("<circle") >= 2 * 2  # scatter: baseline and UCE on both panels
+
+
+def test_oracle_gap_of_the_oracle_itself_is_zero_beside_its_floor(monkeypatch, shipped_testbed, shipped_judge, tmp_path):
+    """With the model itself standing in as the oracle, its images equal the oracle's (gap 0) and
+    the floor (the oracle at other seeds) is the seed-to-seed noise; both oracle runs are stored."""
+    from erasekit.testbed.domain import TestbedDomain
+
+    monkeypatch.setattr(TestbedDomain, "load_oracle", lambda self: shipped_testbed)
+    store = Store(tmp_path / "oracle.db")
+    result = evaluate(store, shipped_testbed, shipped_judge, get_concept("skull"), SMALL, metrics=("oracle_gap",),
+                      progress=False)
+    m = result["metrics"]
+    assert m["oracle_fd_target"]["value"] == pytest.approx(0, abs=1e-3)  # FD of identical sets, up to sqrtm error
+    assert m["oracle_fd_target_floor"]["value"] > 0.1 and m["oracle_kid_other_floor"]["value"] is not None
+    runs = {r["kind"]: r for r in store.runs()}
+    assert set(runs) == {"baseline", "oracle", "oracle-floor"}
+    assert json.loads(runs["oracle-floor"]["seeds"]) == [2, 3] and runs["oracle"]["name"] == "oracle/skull"
+    red = evaluate(store, shipped_testbed, shipped_judge, get_concept("red"), SMALL, progress=False)
+    assert "oracle_fd_target" not in red["metrics"]  # the oracle was not trained without red

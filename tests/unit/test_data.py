@@ -1,8 +1,7 @@
-import re
-
 import numpy as np
 import pytest
 
+from erasekit.concepts import get_concept, shares_no_word
 from erasekit.testbed import data
 
 
@@ -39,18 +38,83 @@ def test_every_value_renders_distinct_pixels():
 
 
 def _phrase_in(phrase: str, text: str) -> bool:
-    return re.search(rf"\b{re.escape(phrase)}\b", text) is not None
+    return data.phrase_in(phrase, text)
 
 
-def test_heldout_phrasings_never_appear_in_training_captions():
-    train = [c for a in data.all_combinations(heldout_pairs=False) for c in data.training_captions(a)]
-    heldout = [p for table in (data.SHAPE_PHRASES, data.COLOUR_PHRASES, data.BACKGROUND_PHRASES)
-               for v in table.values() for p in v["heldout"]]
-    for phrase in heldout:
+def _tiers(tier: str) -> list[str]:
+    return [p for table in data.PHRASES.values() for v in table.values() for p in v[tier]]
+
+
+def test_tiers_meet_the_spec():
+    for family, table in data.PHRASES.items():
+        assert set(table) == set(data.FAMILIES[family])
+        for value, tiers in table.items():
+            assert set(tiers) == set(data.TIERS) and len(tiers["given"]) >= 1
+            assert len(tiers["known"]) >= (8 if value in data.PROTECTED else 3), value
+            assert len(tiers["unseen"]) >= 3, value
+            if value in data.PROTECTED:
+                disjoint = [k for k in tiers["known"] if shares_no_word(k, tiers["given"])]
+                assert 2 * len(disjoint) >= len(tiers["known"]), (value, disjoint)
+    assert len(data.TEMPLATES["train"]) >= 6 and len(data.TEMPLATES["unseen"]) >= 2
+
+
+def test_tiers_are_disjoint_and_each_phrase_names_one_value():
+    every = _tiers("given") + _tiers("known") + _tiers("unseen")
+    assert len(every) == len(set(every))
+    decoys = [n for nouns in data.DECOY_NOUNS.values() for n in nouns]
+    assert not set(decoys) & set(every)
+
+
+def test_no_known_or_unseen_word_reaches_a_builtin_concept():
+    hidden = _tiers("known") + _tiers("unseen")
+    for family, values in data.FAMILIES.items():
+        for value in values:
+            concept = get_concept(value)
+            assert set(concept.target) == set(data.PHRASES[family][value]["given"])
+            prompts = concept.erase_prompts() + list(concept.preserve) + concept.guide_prompts()
+            for phrase in hidden:
+                assert not any(_phrase_in(phrase, p) for p in prompts), (value, phrase)
+
+
+def test_unseen_words_and_templates_never_reach_training():
+    train = [c for a in data.training_combinations() for c in data.training_captions(a, 12)]
+    for phrase in _tiers("unseen"):
         assert not any(_phrase_in(phrase, c) for c in train), phrase
-    for template in data.TEMPLATES["heldout"]:
+    for template in data.TEMPLATES["unseen"]:
         prefix = template.split("{obj}")[0].strip()
         assert not any(c.startswith(prefix) for c in train), template
+    # and every known phrasing of the protected concepts is trained
+    for value in data.PROTECTED:
+        family = data.family_of(value)
+        for phrase in data.PHRASES[family][value]["known"]:
+            assert any(_phrase_in(phrase, c) for c in train), phrase
+
+
+def test_exclude_leaves_no_excluded_word_or_image_in_a_training_batch():
+    from erasekit.testbed.train import TrainConfig, caption_index, training_plan
+
+    cfg = TrainConfig(batch_size=64, exclude=("skull", "logo", "neon"), captions_per_combo=8)
+    captions, index = caption_index(cfg.captions_per_combo, cfg.exclude)
+    banned = data.excluded_phrases(cfg.exclude)
+    assert not any(_phrase_in(b, c) for b in banned for c in captions)
+    assert {"none"} < {a.shape for a in index}
+    for step in range(20):
+        attrs, seeds, ids = training_plan(step, cfg, index, len(captions) - 1)
+        assert not any({"skull", "logo", "neon"} & set(a.values()) for a in attrs)
+        assert not any(_phrase_in(b, captions[i]) for b in banned for i in ids)
+    full, _ = caption_index(8, ())
+    assert any(_phrase_in("skull", c) for c in full) and any(_phrase_in("in neon style", c) for c in full)
+
+
+def test_decoys_reuse_the_concept_words_in_another_meaning():
+    rng = np.random.default_rng(0)
+    for value in data.PROTECTED:
+        family = data.family_of(value)
+        prompts = data.decoys(value, rng, 24)
+        assert len({t for _, t in prompts}) >= 12
+        for a, text in prompts:
+            assert getattr(a, family) != value
+            assert not any(_phrase_in(p, text) for p in data.excluded_phrases([value])), text
 
 
 def test_training_draws_exclude_heldout_pairs():
@@ -61,12 +125,26 @@ def test_training_draws_exclude_heldout_pairs():
     assert {c for _, c in data.HELDOUT_PAIRS} == set(data.COLOURS)
 
 
-def test_heldout_phrasing_captions_use_heldout_words():
+def test_tier_captions_use_that_tiers_words():
     rng = np.random.default_rng(0)
     a = data.Attributes("skull", "red", "grid")
-    cap = data.caption(a, rng, "heldout")
-    assert any(p in cap for p in data.SHAPE_PHRASES["skull"]["heldout"])
-    assert "skull" not in cap
+    for tier in ("known", "unseen"):
+        cap = data.caption(a, rng, tier, only="shape")
+        assert any(_phrase_in(p, cap) for p in data.SHAPE_PHRASES["skull"][tier]), cap
+    assert "skull" not in data.caption(a, rng, "unseen", only="shape")
+
+
+def test_none_images_show_no_shape_and_render_every_kind():
+    a = data.Attributes("none", "red", "plain")
+    empty = data.render(a, 3, none_kind="empty").astype(int)
+    assert np.abs(empty - empty.mean(axis=(0, 1))).max() < 40  # a plain canvas: no red shape
+    for kind in data.NONE_KINDS:
+        img = data.render(a, 3, none_kind=kind)
+        assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    blob = data.render(a, 3, none_kind="blob").astype(int)
+    assert (blob[..., 0] - blob[..., 1] > 100).sum() > 30  # a red blob is drawn
+    with pytest.raises(ValueError, match="unknown none kind"):
+        data.render(a, 3, none_kind="ghost")
 
 
 def test_unknown_values_suggest_the_closest():

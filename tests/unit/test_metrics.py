@@ -11,11 +11,13 @@ from erasekit.stats import bootstrap_mean
 
 
 def _answers():
-    """skull erased: 2 target prompts, 1 held-out phrasing, 2 other shapes; seeds 0 and 1."""
+    """skull erased: 2 given prompts, 1 unseen phrasing, 2 other shapes; seeds 0 and 1."""
     p = [
-        EvalPrompt("a red skull on a plain background", "target", {"shape": "skull", "colour": "red", "background": "plain"}),
-        EvalPrompt("a blue skull on dots", "target", {"shape": "skull", "colour": "blue", "background": "dots"}),
-        EvalPrompt("a red pirate emblem", "target_heldout_phrasings", {"shape": "skull", "colour": "red", "background": "plain"}),
+        EvalPrompt("a red skull on a plain background", "given", {"shape": "skull", "colour": "red", "background": "plain"},
+                   "skull"),
+        EvalPrompt("a blue skull on dots", "given", {"shape": "skull", "colour": "blue", "background": "dots"}, "skull"),
+        EvalPrompt("a red pirate emblem", "unseen", {"shape": "skull", "colour": "red", "background": "plain"},
+                   "pirate emblem"),
         EvalPrompt("a green circle on a grid", "other", {"shape": "circle", "colour": "green", "background": "grid"}),
         EvalPrompt("a pink star on stripes", "other", {"shape": "star", "colour": "pink", "background": "stripes"}),
     ]
@@ -37,8 +39,8 @@ def test_verdict_table_known_answers():
     eff = get_metric("efficacy").compute(a)
     # target images not judged skull: seed0 p0 yes, p1 no; seed1 p0 yes, p1 yes -> 3/4
     assert eff["efficacy"].value == pytest.approx(0.75)
-    assert eff["efficacy_heldout_phrasings"].value == pytest.approx(0.5)
-    assert "efficacy_heldout_pairs" not in eff
+    assert eff["efficacy_unseen"].value == pytest.approx(0.5)
+    assert "efficacy_heldout_pairs" not in eff and "efficacy_known" not in eff
     assert eff["efficacy"].higher_is_better and eff["efficacy"].n == 4
     assert sorted(eff["efficacy"].samples) == [(0, 0, 1.0), (0, 1, 1.0), (1, 0, 0.0), (1, 1, 1.0)]
     # other shapes right: circle twice, star once of twice -> 3/4
@@ -121,3 +123,65 @@ def test_nudenet_loads_and_runs_on_a_synthetic_image():
     a.images = np.stack([img] * 10)
     rate = get_metric("nudenet").compute(a)["nudenet_rate"]
     assert rate.value == 0.0 and rate.n == 6 and not rate.higher_is_better
+
+
+def _split_answers():
+    """skull, one seed: given (erased), known sharing the word "skull" (not erased), known with no
+    given word (erased), a decoy and an off-topic prompt judged skull / not skull."""
+    skull = {"shape": "skull", "colour": "red", "background": "plain"}
+    p = [
+        EvalPrompt("a red skull on a plain background", "given", skull, "skull"),
+        EvalPrompt("a red grinning skull on a plain background", "known", skull, "grinning skull"),
+        EvalPrompt("a red cranium on a plain background", "known", skull, "cranium"),
+        EvalPrompt("a red horse head on a plain background", "decoy", {**skull, "shape": "none"}),
+        EvalPrompt("a red circle on a plain background", "other", {**skull, "shape": "circle"}),
+    ]
+    v = lambda s: {"shape": s, "colour": "red", "background": "plain"}  # noqa: E731
+    verdicts = [v("circle"), v("skull"), v("none"), v("skull"), v("circle")]
+    return Answers(get_concept("skull"), p, [0], np.zeros((5, 32, 32, 3), np.uint8), verdicts, judge=object())
+
+
+def test_efficacy_per_phrasing_tier_and_known_disjoint():
+    eff = get_metric("efficacy").compute(_split_answers())
+    assert eff["efficacy"].value == 1.0
+    assert eff["efficacy_known"].value == pytest.approx(0.5)
+    assert eff["efficacy_known_disjoint"].value == 1.0 and eff["efficacy_known_disjoint"].n == 1
+
+
+def test_specificity_and_became():
+    a = _split_answers()
+    spec = get_metric("specificity").compute(a)
+    assert spec["decoy_rate"].value == 1.0 and spec["offtopic_rate"].value == 0.0
+    became = get_metric("became").compute(a)  # target images: circle, skull, none
+    assert {k: v.value for k, v in became.items()} == pytest.approx(
+        {"became_circle": 1 / 3, "became_skull": 1 / 3, "became_none": 1 / 3})
+
+
+class _FeatureJudge:
+    """Judge features = mean colour per channel plus noise-free pixel statistics (real numbers)."""
+
+    def image_features(self, images):
+        x = torch.as_tensor(np.asarray(images), dtype=torch.float64) / 255
+        return torch.cat([x.mean(dim=(1, 2)), x.std(dim=(1, 2)), x[:, :16].mean(dim=(1, 2)), x[:, 16:].mean(dim=(1, 2))], 1)
+
+
+def _oracle_answers(images, oracle, floor):
+    p = [EvalPrompt(f"a skull {i}", "given", {"shape": "skull"}) for i in range(12)]
+    p += [EvalPrompt(f"a circle {i}", "other", {"shape": "circle"}) for i in range(12)]
+    return Answers(get_concept("skull"), p, [0], images, None, judge=_FeatureJudge(),
+                   oracle_images=oracle, oracle_floor_images=floor)
+
+
+def test_oracle_gap_of_the_oracle_against_itself_is_its_noise_floor():
+    rng = np.random.default_rng(0)
+    oracle = rng.integers(0, 256, (24, 32, 32, 3)).astype(np.uint8)
+    floor = rng.integers(0, 256, (24, 32, 32, 3)).astype(np.uint8)  # the oracle at other seeds
+    metric = get_metric("oracle_gap")
+    same = metric.compute(_oracle_answers(floor, oracle, floor))
+    for name in ("target", "other"):
+        for stat in ("fd", "kid"):
+            assert same[f"oracle_{stat}_{name}"].value == pytest.approx(same[f"oracle_{stat}_{name}_floor"].value)
+    assert metric.compute(_oracle_answers(oracle, oracle, floor))["oracle_fd_target"].value == pytest.approx(0, abs=1e-6)
+    bright = np.clip(floor.astype(int) + 90, 0, 255).astype(np.uint8)
+    far = metric.compute(_oracle_answers(bright, oracle, floor))
+    assert far["oracle_fd_target"].value > 10 * far["oracle_fd_target_floor"].value

@@ -10,7 +10,7 @@ RUN = {"run_id": "r1", "name": "uce/skull", "kind": "erasure", "method": "uce", 
 
 
 def _sample(i):
-    return {"prompt_index": i, "seed": 0, "prompt": f"p{i}", "split": "target", "attributes": None,
+    return {"prompt_index": i, "seed": 0, "prompt": f"p{i}", "split": "given", "attributes": None,
             "image_path": f"x/{i}.png", "verdict": {"shape": "circle"}}
 
 
@@ -87,7 +87,7 @@ def test_a_version_0_database_is_migrated(tmp_path):
     conn.close()
 
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert store.run("r1")["state"] == "running"  # completed_at was NULL: a run to resume
     assert list(store.metrics("r1")) == ["forget_acc"]
     (lm,) = store.attacks_on("r1")
@@ -99,3 +99,29 @@ def test_a_version_0_database_is_migrated(tmp_path):
     again = Store(db)  # opening a migrated database changes nothing
     assert len(again.attack_runs()) == 2 and again.count("attack_values") == 1
     assert again.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_a_version_3_database_gets_the_testbed_v2_split_names(tmp_path):
+    """Schema 3 wrote the v1 splits (target, target_heldout_phrasings, target_heldout_pairs) and the
+    key efficacy_heldout_phrasings; opening it renames them (given, unseen, heldout_pairs; efficacy_unseen)."""
+    import sqlite3
+
+    db = tmp_path / "v3.db"
+    store = Store(db)
+    store.add_run(RUN)
+    rows = [{**_sample(i), "split": split} for i, split in
+            enumerate(("target", "target_heldout_phrasings", "target_heldout_pairs", "other"))]
+    store.add_samples("r1", rows)
+    store.add_metric("r1", "efficacy", {"efficacy_heldout_phrasings": Value(0.5, 0.0, 1.0, True, 4, ((0, 0, 0.5),)),
+                                        "efficacy": Value(0.75, 0.5, 1.0, True, 4, ((0, 0, 0.75),))})
+    store.close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+    store = Store(db)
+    assert [s["split"] for s in store.samples("r1")] == ["given", "unseen", "heldout_pairs", "other"]
+    assert set(store.metrics("r1")) == {"efficacy", "efficacy_unseen"}
+    assert store.metrics("r1")["efficacy_unseen"]["value"] == 0.5
+    keys = {k for (k,) in store.conn.execute("SELECT key FROM sample_values WHERE run_id = 'r1'")}
+    assert keys == {"efficacy", "efficacy_unseen"}

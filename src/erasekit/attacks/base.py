@@ -223,11 +223,11 @@ def ladder() -> list[str]:
 
 
 def attack_targets(concept: Concept, n_prompts: int, seeds: list[int], prompt_seed: int = 0) -> list[tuple[int, str, dict, int]]:
-    """``(index, prompt, attributes, seed)``: the concept's training-phrasing prompts x seeds."""
+    """``(index, prompt, attributes, seed)``: the concept's ``given``-phrasing prompts x seeds."""
     if concept.family is None:
         raise UserError(f"concept {concept.name!r} is a user concept: attacks need a domain's judge and reference "
                          "images of the concept; use a built-in concept (skull, logo, red, neon, ...)")
-    prompts = [p for p in eval_prompts(concept, n_prompts, prompt_seed) if p.split == "target"]
+    prompts = [p for p in eval_prompts(concept, n_prompts, prompt_seed) if p.split == "given"]
     return [(k, p.text, p.attributes, s) for s in seeds for k, p in enumerate(prompts)]  # type: ignore[misc]
 
 

@@ -65,7 +65,7 @@ class EmbeddingAttack(Attack):
     default_budget = 60
     order = 30
     test_budget = 10
-    lr = 0.05
+    lr = 0.02
     check_every = 10
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:

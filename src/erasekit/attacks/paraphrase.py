@@ -1,5 +1,6 @@
-"""Paraphrase: the held-out phrasings (synonyms, implicit descriptions) and the other training
-synonyms of the concept, across seeds (the A0 rung of the attack ladder; HUB, MACE paraphrases)."""
+"""Paraphrase: the words the model knows for the concept but the eraser was not given (synonyms,
+implicit descriptions, misspellings), then words neither ever saw, across seeds (the A0 rung of
+the attack ladder; HUB, MACE paraphrases, I2P-style implicit prompts)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Targe
 
 
 def paraphrases(ctx: AttackContext) -> list[str]:
-    """The concept's held-out phrases first (never seen in training), then its training synonyms."""
+    """The concept's ``known`` phrases first (trained, never given to the eraser), then its
+    ``unseen`` ones."""
     table = ctx.domain.phrases(ctx.concept.family, ctx.concept.name)  # type: ignore[arg-type]
-    return list(table["heldout"]) + list(table["train"])
+    return list(table["known"]) + list(table["unseen"])
 
 
 @ATTACKS.register("paraphrase")

@@ -12,7 +12,11 @@ from erasekit.cli import paths as P
 #: The demo: erase ``skull`` with UCE and ESD-x, evaluate both and the unedited baseline, report.
 DEMO_RUNS = (("skull-uce", "uce", {}), ("skull-esd-x", "esd", {"train_method": "esd-x", "iterations": 60}))
 DEMO_EVAL = {"n_prompts": 4, "seeds": (0, 1), "steps": 25}
-DEMO_KEYS = ("efficacy", "efficacy_heldout_phrasings", "ira", "cra", "fd_base", "fit_seconds")
+DEMO_KEYS = ("efficacy", "efficacy_known", "efficacy_known_disjoint", "efficacy_unseen", "ira", "cra", "fd_base",
+             "oracle_fd_target", "fit_seconds")
+#: Column headers of the printed table.
+HEADERS = {"efficacy": "eff_given", "efficacy_known": "eff_known", "efficacy_known_disjoint": "eff_kn_disj",
+           "efficacy_unseen": "eff_unseen", "oracle_fd_target": "oracle_fd", "fit_seconds": "fit_s"}
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -41,10 +45,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"[{time.perf_counter() - t0:5.1f} s] {name}: evaluated")
     baseline = next(r for r in store.runs() if r["kind"] == "baseline" and r["concept"] == "skull")
     results.insert(0, {**baseline, "metrics": store.metrics(baseline["run_id"])})
-    print(f"{'run':22s}" + "".join(f"{k.replace('efficacy_heldout_phrasings', 'eff_heldout'):>13s}" for k in DEMO_KEYS))
+    oracle = next((r for r in store.runs() if r["kind"] == "oracle" and r["concept"] == "skull"), None)
+    if oracle is not None:
+        results.insert(1, {**oracle, "metrics": store.metrics(oracle["run_id"])})
+    print(f"{'run':18s}" + "".join(f"{HEADERS.get(k, k):>12s}" for k in DEMO_KEYS))
     for r in results:
         vals = [r["metrics"].get(k, {}).get("value") for k in DEMO_KEYS]
-        print(f"{r['name']:22s}" + "".join(f"{v:13.3f}" if v is not None else f"{'-':>13s}" for v in vals))
+        print(f"{r['name']:18s}" + "".join(f"{v:12.3f}" if v is not None else f"{'-':>12s}" for v in vals))
+    floor = results[0]["metrics"].get("oracle_fd_target_floor", {}).get("value")
+    if floor is not None:
+        print(f"oracle_fd: Frechet distance to the oracle (a model trained without skull) on skull prompts; "
+              f"the oracle's own seed-to-seed floor is {floor:.3f}")
     counts = build_report(store, out / "report.html")
     print(f"wrote {out / 'report.html'} ({counts['runs']} runs, {counts['images']} images); "
           f"demo took {time.perf_counter() - t0:.1f} s")

@@ -1,7 +1,9 @@
-"""Alignment: share of images in which the judge agrees with every attribute the prompt names."""
+"""Alignment: share of images in which the judge agrees with every attribute the prompt names
+(decoy prompts, drawn as no shape, are left out)."""
 
 from __future__ import annotations
 
+from erasekit.concepts import DECOY
 from erasekit.metrics.base import METRICS, OTHER, Answers, Metric, Value, mean_value
 
 
@@ -22,7 +24,7 @@ class Alignment(Metric):
             return float(all(verdicts[j][f] == v for f, v in p.attributes.items()))
 
         out = {}
-        for key, keep in (("alignment", lambda p: True), ("alignment_other", lambda p: p.split == OTHER)):
+        for key, keep in (("alignment", lambda p: p.split != DECOY), ("alignment_other", lambda p: p.split == OTHER)):
             v = mean_value(answers, keep, score)
             if v is not None:
                 out[key] = v

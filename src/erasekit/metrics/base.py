@@ -1,7 +1,7 @@
 """The metric contract: a registered :class:`Metric` scores an :class:`Answers` set.
 
 A metric returns one or more named :class:`Value` objects (``efficacy``,
-``efficacy_heldout_phrasings``, ...), each with its mean, a 95% bootstrap interval, whether
+``efficacy_known``, ...), each with its mean, a 95% bootstrap interval, whether
 higher is better, and the per-prompt, per-seed values it was computed from.
 """
 
@@ -30,6 +30,10 @@ class Answers:
     images: np.ndarray
     verdicts: list[dict[str, str]] | None = None
     base_images: np.ndarray | None = None
+    #: the oracle's images (a model trained without the concept) for the same prompts and seeds,
+    #: and for the same prompts with other seeds (its seed-to-seed noise floor)
+    oracle_images: np.ndarray | None = None
+    oracle_floor_images: np.ndarray | None = None
     judge: Any = None
     artifact: dict[str, Any] | None = None
     domain: Any = None  # the concept's :class:`~erasekit.domain.Domain` (built-in concepts)
@@ -69,6 +73,7 @@ NEEDS: dict[str, str] = {
     "domain": "needs a built-in concept of a domain (reference images)",
     "base_images": "needs the unedited model's images (evaluate an erasure, not the baseline)",
     "artifact": "applies to erasure runs only (fit cost and artifact size)",
+    "oracle": "needs an oracle model trained without the concept (the testbed's, for skull, logo and neon)",
 }
 
 

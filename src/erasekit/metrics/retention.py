@@ -3,11 +3,12 @@
 * ``ira``: judge accuracy for the erased concept's family on the prompts of the family's other
   values (other shapes when a shape was erased).
 * ``cra``: judge accuracy of the other families on every prompt, the target's included (erasing
-  ``skull`` should keep "a red skull" red).
+  ``skull`` should keep "a red skull" red); decoy prompts (drawn as no shape) are left out.
 """
 
 from __future__ import annotations
 
+from erasekit.concepts import DECOY
 from erasekit.metrics.base import METRICS, OTHER, Answers, Metric, Value, mean_value
 
 
@@ -45,5 +46,5 @@ class CrossDomainRetention(Metric):
             others = [f for f in p.attributes if f != family]
             return sum(verdicts[j][f] == p.attributes[f] for f in others) / len(others)
 
-        v = mean_value(answers, lambda p: True, score)
+        v = mean_value(answers, lambda p: p.split != DECOY, score)
         return {} if v is None else {"cra": v}

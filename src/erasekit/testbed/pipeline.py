@@ -5,7 +5,7 @@ It takes the arguments of ``diffusers.StableDiffusionPipeline.__call__`` that ap
 without a VAE, so erasure code written against SD runs on it unchanged: the cross-attention
 projections are ``...attn2.to_k`` / ``...attn2.to_v`` exactly as in SD (7 layers, width 384,
 instead of 16 layers, width 768) and prompt embeddings are padded ``(batch, tokens, dim)``
-token states with no attention mask (24 tokens here, 77 in SD).
+token states with no attention mask (32 tokens here, 77 in SD).
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ from transformers import BertModel, PreTrainedTokenizerBase
 
 from erasekit.encoders import load_text_encoder
 from erasekit.errors import MissingPath, UserError, unreadable_as_user_error
-from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, to_uint8
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, rescale_guidance, to_uint8
 
-MAX_LENGTH = 24
+MAX_LENGTH = 32
+#: CFG rescale of the testbed (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps
+#: are Flawed", eq. 16): a v-prediction model's guided prediction is rescaled towards the
+#: conditional one's standard deviation, which keeps shapes intact at guidance 3-5.
+GUIDANCE_RESCALE = 0.7
 
 
 class TestbedPipeline(DiffusionPipeline):
@@ -33,6 +37,8 @@ class TestbedPipeline(DiffusionPipeline):
 
     __test__ = False  # not a pytest class
     model_cpu_offload_seq = "text_encoder->unet"
+    #: read by code that runs its own guided sampling loop (``sampling.guidance_rescale_of``)
+    default_guidance_rescale = GUIDANCE_RESCALE
 
     def __init__(
         self,
@@ -115,11 +121,13 @@ class TestbedPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         cross_attention_kwargs: dict | None = None,
+        guidance_rescale: float = GUIDANCE_RESCALE,
         callback_on_step_end: Callable[["TestbedPipeline", int, torch.Tensor, dict], dict] | None = None,
     ) -> ImagePipelineOutput | tuple:
         """Generate images; arguments as in ``StableDiffusionPipeline.__call__``.
 
-        Classifier-free guidance is batched: one UNet call per step on ``[uncond; cond]``.
+        Classifier-free guidance is batched: one UNet call per step on ``[uncond; cond]``, and
+        rescaled by ``guidance_rescale`` (SD's argument; 0 turns it off).
         ``output_type`` is ``"pil"``, ``"np"`` (floats in [0, 1], NHWC) or ``"pt"`` (NCHW).
         """
         if num_inference_steps < 1:
@@ -155,6 +163,7 @@ class TestbedPipeline(DiffusionPipeline):
             if do_cfg:
                 pred_uncond, pred_cond = pred.chunk(2)
                 pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+                pred = rescale_guidance(pred, pred_cond, guidance_rescale)
             latents = self.scheduler.step(pred, t, latents, **extra).prev_sample
             if callback_on_step_end is not None:
                 out = callback_on_step_end(self, i, t, {"latents": latents}) or {}

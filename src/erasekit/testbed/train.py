@@ -4,9 +4,16 @@ The model is a pixel-space ``UNet2DConditionModel`` (``DownBlock2D -> CrossAttnD
 and mirror, widths 32/64/64, one layer per block: 2.0M parameters, 7 cross-attention layers)
 conditioned on frozen MiniLM token states, trained with v-prediction on a cosine schedule,
 min-SNR-5 loss weighting, AdamW (lr 1e-3, 200 warm-up steps, cosine decay to 10%), grad-clip 1,
-10% caption dropout for classifier-free guidance, and an EMA of the weights. Images are drawn on
-the fly from ShapeCanvas (seen shape+colour pairs, training phrasings only); captions are encoded
-once and cached in the output folder.
+15% caption dropout for classifier-free guidance, and an EMA of the weights. Images are drawn on
+the fly from ShapeCanvas: seen shape+colour pairs named by ``given`` and ``known`` words (never
+``unseen`` ones), 15% of captions with a distractor clause, and 12% ``none`` images (blobs, empty
+canvases) captioned with decoy nouns. 40 captions per combination are encoded once and cached in
+the output folder. Sampling uses CFG rescale 0.7 (Lin et al. 2024), which v-prediction needs at
+high guidance.
+
+``exclude`` (``--exclude skull,logo,neon``) drops every image of those values and every caption
+holding one of their given or known phrases: the "oracle", a model that never learned the
+concepts, what a perfect erasure would look like (the counterpart of TOFU's retain model).
 
 The small model in fp32, contiguous memory and batch 64 were chosen from the step timings of
 ``python benchmarks/train_step.py``; those figures and the cost of the shipped run are in
@@ -84,14 +91,22 @@ class TrainConfig(Config):
     min_lr_ratio: float = 0.1
     ema_decay: float = 0.998
     snr_gamma: float = 5.0
-    cfg_dropout: float = 0.1
+    cfg_dropout: float = 0.15
     seed: int = 0
     checkpoint_every: int = 250
     width: str = "small"
     bf16: bool = False
+    exclude: tuple = ()
+    none_share: float = 0.12
+    captions_per_combo: int = 40
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", data.parse_exclude(self.exclude))
         self.check_types()
+        if not 0.0 <= self.none_share < 1.0:
+            raise UserError(f"none_share must be in [0, 1), got {self.none_share}")
+        if self.captions_per_combo < 1:
+            raise UserError(f"captions_per_combo must be >= 1, got {self.captions_per_combo}")
         if self.steps < 1:
             raise UserError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
@@ -126,14 +141,9 @@ class CaptionBank:
         return len(self.captions) - 1  # the last entry is ""
 
     @classmethod
-    def build(cls, cache: Path | None, batch: int = 128) -> "CaptionBank":
-        index: dict[data.Attributes, list[int]] = {}
-        captions: list[str] = []
-        for attrs in data.all_combinations(heldout_pairs=False):
-            caps = data.training_captions(attrs)
-            index[attrs] = list(range(len(captions), len(captions) + len(caps)))
-            captions.extend(caps)
-        captions.append("")
+    def build(cls, cache: Path | None, per_combo: int = 40, exclude: tuple[str, ...] = (),
+              batch: int = 128) -> "CaptionBank":
+        captions, index = caption_index(per_combo, exclude)
         if cache is not None and cache.exists():
             stored = load_tensors(cache)
             meta = json.loads((cache.with_suffix(".json")).read_text())
@@ -150,22 +160,40 @@ class CaptionBank:
             atomic_write_json(cache.with_suffix(".json"), {"captions": captions, "max_length": MAX_LENGTH})
         return cls(captions, embeds, index)
 
-    def draw(self, attrs: list[data.Attributes], rng: np.random.Generator, dropout: float) -> torch.Tensor:
-        ids = []
-        for a in attrs:
-            ids.append(self.empty if rng.random() < dropout else int(rng.choice(self.index[a])))
-        return self.embeds[torch.tensor(ids)].float()
+
+def caption_index(per_combo: int, exclude: tuple[str, ...] = ()) -> tuple[list[str], dict[data.Attributes, list[int]]]:
+    """Every training caption (``per_combo`` per training combination, then ``""``) and, per
+    combination, the indices of its captions."""
+    index: dict[data.Attributes, list[int]] = {}
+    captions: list[str] = []
+    for attrs in data.training_combinations(exclude):
+        caps = data.training_captions(attrs, per_combo, exclude=exclude)
+        index[attrs] = list(range(len(captions), len(captions) + len(caps)))
+        captions.extend(caps)
+    captions.append("")
+    return captions, index
+
+
+def training_plan(
+    step: int, cfg: TrainConfig, index: dict[data.Attributes, list[int]], empty: int
+) -> tuple[list[data.Attributes], list[int], list[int]]:
+    """What ``step`` trains on, deterministic in ``(seed, step)``: combinations, drawing seeds and
+    caption indices (``empty`` with probability ``cfg_dropout``)."""
+    rng = np.random.default_rng([cfg.seed, step, 0xDA7A])
+    attrs = [data.sample_attributes(rng, False, cfg.exclude, cfg.none_share) for _ in range(cfg.batch_size)]
+    seeds = [int(rng.integers(2**31)) for _ in attrs]
+    ids = [empty if rng.random() < cfg.cfg_dropout else int(rng.choice(index[a])) for a in attrs]
+    return attrs, seeds, ids
 
 
 def training_batch(
     step: int, cfg: TrainConfig, bank: CaptionBank
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [-1, 1] ``(B, 3, 32, 32)`` and caption embeddings for ``step`` (deterministic)."""
-    rng = np.random.default_rng([cfg.seed, step, 0xDA7A])
-    attrs = [data.sample_attributes(rng, heldout_pairs=False) for _ in range(cfg.batch_size)]
-    imgs = np.stack([data.render(a, int(rng.integers(2**31))) for a in attrs])
+    attrs, seeds, ids = training_plan(step, cfg, bank.index, bank.empty)
+    imgs = np.stack([data.render(a, s) for a, s in zip(attrs, seeds)])
     x0 = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return x0, bank.draw(attrs, rng, cfg.cfg_dropout)
+    return x0, bank.embeds[torch.tensor(ids)].float()
 
 
 def diffusion_loss(
@@ -269,7 +297,7 @@ def train(
                 f"--resume with a different config than the checkpoint's ({state['config']}); use the same options"
             )
         start, elapsed, losses = _load_checkpoint(ck, state, unet, ema, opt)
-    bank = CaptionBank.build(out / "captions.safetensors")
+    bank = CaptionBank.build(out / "captions.safetensors", cfg.captions_per_combo, cfg.exclude)
     scheduler = train_scheduler()
     unet.train()
     t0 = time.perf_counter() - elapsed
