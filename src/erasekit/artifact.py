@@ -205,7 +205,10 @@ class Artifact:
             method = cls.family.methods.create(raw["method"])
             config = method.config_class.from_dict(raw["config"])
             concept = cls.family.spec_class.from_dict(raw["concept"])
-            base, extra, listed = str(raw["base_fingerprint"]), dict(raw.get("extra") or {}), list(raw.get("tensors", []))
+            extra = raw.get("extra") or {}
+            if not isinstance(extra, dict):
+                raise TypeError(f"extra must be a mapping, got {extra!r}")
+            base, listed = str(raw["base_fingerprint"]), list(raw.get("tensors", []))
             if not all(isinstance(k, str) for k in listed):
                 raise TypeError(f"tensors must list names, got {listed!r}")
             tensors = load_tensors(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).exists() else {}
