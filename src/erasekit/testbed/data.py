@@ -278,7 +278,7 @@ def _pick(rng: np.random.Generator, table: dict[str, tuple[str, ...]], tier: str
     return str(rng.choice(table[tier]))
 
 
-def decoy_nouns(exclude: Iterable[str] = ()) -> tuple[str, ...]:
+def decoy_nouns() -> tuple[str, ...]:
     """Every decoy noun (all are drawn as ``none``; an oracle keeps them: they name no concept)."""
     return tuple(n for nouns in DECOY_NOUNS.values() for n in nouns)
 
