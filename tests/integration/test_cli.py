@@ -168,3 +168,29 @@ def test_testbed_evaluate_reports_every_split_and_protected_concept(precision, c
         assert len(row["phrasings"]) >= 9 and sum(p["disjoint"] for p in row["phrasings"].values()) >= 5
         assert 0 <= row["decoy"] <= 1 and 0 <= row["known"] <= 1
     assert set(result["meets_requirements"]) >= {"seen_given", "skull_known", "logo_each_phrasing", "neon_decoy"}
+
+
+def test_testbed_evaluate_scores_the_oracle_without_its_excluded_values(capsys):
+    """The shipped oracle's training.json says it never saw skull, logo and neon: their prompts are
+    left out of the splits and their bar is absence (rate <= 0.05), not >= 0.95."""
+    import json
+
+    from erasekit.testbed.fidelity import prompt_sets
+    from erasekit.testbed.pipeline import shipped_weights
+
+    oracle = str(shipped_weights() / "oracle")
+    assert main(["testbed", "evaluate", "--weights", oracle, "--prompts", "16", "--seeds", "0", "--steps", "2",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["exclude"] == ["skull", "logo", "neon"]
+    full = prompt_sets(16)
+    for split, row in result["splits"].items():
+        kept = [p for p in full[split] if not {"skull", "logo", "neon"} & {p.attributes.shape, p.attributes.background}]
+        assert row["images"] == len(kept) < len(full[split])
+    assert all(result["protected"][v]["excluded"] for v in ("skull", "logo", "neon"))
+    assert {"skull_absent", "logo_absent", "neon_absent"} <= set(result["meets_requirements"])
+    assert not {"skull_known", "logo_each_phrasing"} & set(result["meets_requirements"])
+    # --exclude overrides the record: the shipped testbed scored as if trained without the heart
+    assert main(["testbed", "evaluate", "--prompts", "1", "--seeds", "0", "--steps", "2", "--exclude", "heart",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["exclude"] == ["heart"]

@@ -69,3 +69,49 @@ def test_bad_arguments_raise(random_testbed):
         random_testbed(PROMPTS, negative_prompt=["x"], num_inference_steps=1)
     with pytest.raises(ValueError, match="output_type"):
         random_testbed(PROMPTS, output_type="latent", num_inference_steps=1)
+
+
+def _clipping_ddim(clip: bool):
+    from erasekit.testbed.train import sample_scheduler
+
+    sched = sample_scheduler()
+    if not clip:
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler.from_config(sched.config, clip_sample=False)
+    sched.set_timesteps(10)
+    return sched
+
+
+def test_guided_step_steps_with_the_clipped_x0():
+    """A DDIM step whose x0 estimate is clipped lands on a point consistent with the clipped x0:
+    x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps(x0), eps recomputed from the clipped x0."""
+    from erasekit.sampling import guided_step
+
+    sched = _clipping_ddim(clip=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    v_u, v_c = torch.randn(2, 2, 3, 8, 8, generator=g) * 3  # large guided v: x0 leaves [-1, 1]
+    t, t_prev = sched.timesteps[3], sched.timesteps[4]
+    a, a_prev = sched.alphas_cumprod[t], sched.alphas_cumprod[t_prev]
+    v = v_u + 5.0 * (v_c - v_u)
+    x0_raw = a.sqrt() * x - (1 - a).sqrt() * v
+    assert x0_raw.abs().max() > 1.5
+    x0 = x0_raw.clamp(-1, 1)
+    eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+    expected = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    out = guided_step(sched, v_u, v_c, 5.0, t, x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    # diffusers' default step (raw noise) is not that point
+    assert not torch.allclose(sched.step(v, t, x).prev_sample, expected, atol=1e-2)
+
+
+def test_guided_step_is_plain_cfg_without_clipping():
+    from erasekit.sampling import guided_step
+
+    sched = _clipping_ddim(clip=False)
+    g = torch.Generator().manual_seed(1)
+    x, v_u, v_c = torch.randn(3, 1, 3, 8, 8, generator=g)
+    t = sched.timesteps[2]
+    torch.testing.assert_close(guided_step(sched, v_u, v_c, 3.0, t, x),
+                               sched.step(v_u + 3.0 * (v_c - v_u), t, x).prev_sample)

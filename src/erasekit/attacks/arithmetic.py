@@ -14,7 +14,7 @@ import torch
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 from erasekit.attacks.paraphrase import paraphrases
 from erasekit.pipelines import encode
-from erasekit.sampling import guidance_rescale_of, noise_generator, rescale_guidance, to_uint8
+from erasekit.sampling import guided_step, noise_generator, to_uint8
 
 
 @torch.no_grad()
@@ -30,15 +30,13 @@ def sample_composed(ctx: AttackContext, prompts: list[str], weights: list[float]
     x = torch.randn((1, pipe.unet.config.in_channels, size, size), generator=gen) * pipe.scheduler.init_noise_sigma
     pipe.scheduler.set_timesteps(ctx.steps)
     w = torch.tensor(weights).view(-1, 1, 1, 1)
-    rescale = guidance_rescale_of(pipe)
     k = len(prompts)
     for t in pipe.scheduler.timesteps:
         inp = pipe.scheduler.scale_model_input(x.expand(2 * k, -1, -1, -1), t)
         pred = pipe.unet(inp, t, encoder_hidden_states=context).sample
         e_u, e_c = pred[:k], pred[k:]
         base, delta = e_u.mean(0, keepdim=True), (w * (e_c - e_u)).sum(0, keepdim=True)
-        e = rescale_guidance(base + scale * delta, base + delta, rescale)  # as the pipeline samples
-        x = pipe.scheduler.step(e, t, x).prev_sample
+        x = guided_step(pipe.scheduler, base, base + delta, scale, t, x)  # as the pipeline steps
     return to_uint8((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1))[0]
 
 

@@ -77,12 +77,27 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def trained_exclude(weights: str | None) -> tuple[str, ...]:
+    """The values a testbed weights folder was trained without (``training.json``; the shipped oracle:
+    skull, logo, neon); none for the shipped testbed or a folder without that record."""
+    from erasekit.testbed.data import parse_exclude
+
+    if weights is None:
+        return ()
+    record = Path(weights) / "training.json"
+    try:
+        return parse_exclude(json.loads(record.read_text()).get("config", {}).get("exclude", ()))
+    except (OSError, ValueError, AttributeError):
+        return ()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from erasekit.testbed.fidelity import FidelityConfig, evaluate_fidelity
 
-    cfg = FidelityConfig(n_prompts=args.prompts, seeds=tuple(args.seeds), steps=args.steps, guidance=args.guidance,
-                         precision=args.precision)
     pipe, judge = A.load_models(args)
+    exclude = args.exclude if args.exclude is not None else trained_exclude(args.weights)
+    cfg = FidelityConfig(n_prompts=args.prompts, seeds=tuple(args.seeds), steps=args.steps, guidance=args.guidance,
+                         precision=args.precision, exclude=exclude)
     result = evaluate_fidelity(pipe, judge, cfg, progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -94,7 +109,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for split, row in result["splits"].items():
         print(f"{split:20s} {row['images']:6d} {f(row['shape'])} {f(row['colour'])} {f(row['background'])} {f(row['all'])}")
     for value, row in result["protected"].items():
-        print(f"{value}: rate on given {f(row['given'])}, known {f(row['known'])} (no given word "
+        tag = " (trained without it)" if row["excluded"] else ""
+        print(f"{value}{tag}: rate on given {f(row['given'])}, known {f(row['known'])} (no given word "
               f"{f(row['known_disjoint'])}), decoys {f(row['decoy'])}, off-topic {f(row['offtopic'])}")
         for phrase, ph in row["phrasings"].items():
             mark = " (known, no given word)" if ph["disjoint"] else f" ({ph['tier']})"
@@ -134,6 +150,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     A.sampling_args(ev)
     ev.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="UNet arithmetic: fp32, or bf16 autocast (default fp32)")
+    ev.add_argument("--exclude", type=_values, default=None,
+                    help="values the model was trained without, scored as absent (default: from the "
+                         "weights' training.json; the shipped oracle: skull,logo,neon)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -22,6 +22,7 @@ from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.losses import esd_target
 from erasekit.pipelines import encode, fingerprint, group_parameters
+from erasekit.sampling import guided_step
 
 PARAMETER_GROUPS = {"esd-x": "xattn", "esd-u": "unet_non_xattn", "esd-x-strict": "xattn_kv"}
 
@@ -70,7 +71,7 @@ def sample_xt(frozen, scheduler: DDIMScheduler, cond: torch.Tensor, uncond: torc
     for t in scheduler.timesteps[:stop]:
         pred = frozen(torch.cat([x, x]), t, encoder_hidden_states=context).sample
         p_u, p_c = pred.chunk(2)
-        x = scheduler.step(p_u + guidance * (p_c - p_u), t, x).prev_sample
+        x = guided_step(scheduler, p_u, p_c, guidance, t, x)
     return x, scheduler.timesteps[stop]
 
 

@@ -15,6 +15,10 @@ For the protected concepts (skull, logo, neon): the concept rate on their ``give
 their ``known`` prompts, and on each ``known`` phrasing on its own (``known-disjoint`` ones, which
 share no word with the given name, marked), on ``decoy`` prompts that reuse their words in another
 meaning, and on off-topic prompts (``seen_given`` images of other values).
+
+A model trained with ``--exclude`` (the oracle) is measured with the same ``exclude``: the six
+splits score only prompts without an excluded value, and an excluded concept's bar is a rate of at
+most :data:`REQUIREMENTS` ``["oracle_rate"]`` on its given and known prompts.
 """
 
 from __future__ import annotations
@@ -94,9 +98,11 @@ class FidelityConfig(Config):
     guidance: float = DEFAULT_GUIDANCE
     prompt_seed: int = 0
     precision: str = "fp32"
+    exclude: tuple = ()  # values the model was trained without (the oracle: skull, logo, neon)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "exclude", data.parse_exclude(self.exclude))
         self.check_types()
         if self.n_prompts < 1:
             raise UserError(f"n_prompts must be >= 1, got {self.n_prompts}")
@@ -131,10 +137,16 @@ def evaluate_fidelity(
     tier and phrasing, on decoys and off-topic prompts."""
     t0 = time.perf_counter()
     sets = prompt_sets(cfg.n_prompts, cfg.prompt_seed)
+    excluded = set(cfg.exclude)
+    for split in SPLITS:
+        sets[split] = [p for p in sets[split] if not excluded & {p.attributes.shape, p.attributes.colour, p.attributes.background}]
     result: dict = {"config": asdict(cfg), "splits": {}}
     judged: dict[str, list[tuple[Prompt, dict[str, str]]]] = {}
     with precision_context(cfg.precision):
         for split, prompts in sets.items():
+            if not prompts:  # every prompt held an excluded value
+                judged[split] = []
+                continue
             imgs = generate(pipe, [p.text for p in prompts], list(cfg.seeds), cfg.steps, cfg.guidance, progress=progress)
             verdicts = judge.predict(imgs)
             judged[split] = [(p, verdicts[k * len(prompts) + i]) for k in range(len(cfg.seeds)) for i, p in enumerate(prompts)]
@@ -159,6 +171,7 @@ def evaluate_fidelity(
         known = [v[family] == value for p, v in mine if p.phrase not in given]
         disjoint = [v[family] == value for p, v in mine if phrasings[p.phrase]["disjoint"]]
         result["protected"][value] = {
+            "excluded": value in excluded,
             "given": _rate([v[family] == value for p, v in mine if p.phrase in given]),
             "known": _rate(known),
             "known_disjoint": _rate(disjoint),
@@ -179,6 +192,7 @@ REQUIREMENTS = {
     "known_rate": 0.95,  # concept rate on each protected concept's known prompts
     "phrasing_rate": 0.85,  # ... and on each known phrasing on its own
     "decoy_rate": 0.10,  # at most, on decoy prompts
+    "oracle_rate": 0.05,  # at most, on given and known prompts of a value the model was trained without
 }
 
 
@@ -188,6 +202,10 @@ def meets_requirements(result: dict) -> dict[str, bool]:
         row = result["splits"][split]
         out[split] = all(_at_least(row[f], REQUIREMENTS["accuracy"]) for f in data.FAMILIES)
     for value, row in result["protected"].items():
+        if row["excluded"]:
+            out[f"{value}_absent"] = all(r is not None and r <= REQUIREMENTS["oracle_rate"]
+                                         for r in (row["given"], row["known"]))
+            continue
         out[f"{value}_known"] = _at_least(row["known"], REQUIREMENTS["known_rate"])
         out[f"{value}_each_phrasing"] = all(_at_least(ph["rate"], REQUIREMENTS["phrasing_rate"])
                                             for ph in row["phrasings"].values())

@@ -23,13 +23,9 @@ from transformers import BertModel, PreTrainedTokenizerBase
 
 from erasekit.encoders import load_text_encoder
 from erasekit.errors import MissingPath, UserError, unreadable_as_user_error
-from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, rescale_guidance, to_uint8
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, guided_step, to_uint8
 
 MAX_LENGTH = 32
-#: CFG rescale of the testbed (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps
-#: are Flawed", eq. 16): a v-prediction model's guided prediction is rescaled towards the
-#: conditional one's standard deviation, which keeps shapes intact at guidance 3-5.
-GUIDANCE_RESCALE = 0.7
 
 
 class TestbedPipeline(DiffusionPipeline):
@@ -37,8 +33,6 @@ class TestbedPipeline(DiffusionPipeline):
 
     __test__ = False  # not a pytest class
     model_cpu_offload_seq = "text_encoder->unet"
-    #: read by code that runs its own guided sampling loop (``sampling.guidance_rescale_of``)
-    default_guidance_rescale = GUIDANCE_RESCALE
 
     def __init__(
         self,
@@ -121,13 +115,14 @@ class TestbedPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         cross_attention_kwargs: dict | None = None,
-        guidance_rescale: float = GUIDANCE_RESCALE,
+        guidance_rescale: float = 0.0,
         callback_on_step_end: Callable[["TestbedPipeline", int, torch.Tensor, dict], dict] | None = None,
     ) -> ImagePipelineOutput | tuple:
         """Generate images; arguments as in ``StableDiffusionPipeline.__call__``.
 
-        Classifier-free guidance is batched: one UNet call per step on ``[uncond; cond]``, and
-        rescaled by ``guidance_rescale`` (SD's argument; 0 turns it off).
+        Classifier-free guidance is batched: one UNet call per step on ``[uncond; cond]``; each step is
+        :func:`erasekit.sampling.guided_step` (CFG rescale by ``guidance_rescale``, SD's argument,
+        off by default).
         ``output_type`` is ``"pil"``, ``"np"`` (floats in [0, 1], NHWC) or ``"pt"`` (NCHW).
         """
         if num_inference_steps < 1:
@@ -153,18 +148,16 @@ class TestbedPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        extra = {"eta": eta, "generator": generator} if eta > 0 else {}
+        extra: dict = {"eta": eta, "generator": generator} if eta > 0 else {}
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
             pred = self.unet(
                 model_in, t, encoder_hidden_states=context, cross_attention_kwargs=cross_attention_kwargs
             ).sample
-            if do_cfg:
-                pred_uncond, pred_cond = pred.chunk(2)
-                pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
-                pred = rescale_guidance(pred, pred_cond, guidance_rescale)
-            latents = self.scheduler.step(pred, t, latents, **extra).prev_sample
+            pred_uncond, pred_cond = pred.chunk(2) if do_cfg else (pred, pred)
+            latents = guided_step(self.scheduler, pred_uncond, pred_cond, guidance_scale if do_cfg else 1.0, t,
+                                  latents, guidance_rescale, **extra)
             if callback_on_step_end is not None:
                 out = callback_on_step_end(self, i, t, {"latents": latents}) or {}
                 latents = out.get("latents", latents)
