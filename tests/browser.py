@@ -14,8 +14,9 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--disable-dev-shm-usage")
 
 
-def load_page(url: str, screenshot: Path, size: tuple[int, int] = (1200, 900)) -> dict:
-    """Load ``url``; return console messages, image states and the page height; save a screenshot."""
+def load_page(url: str, screenshot: Path, size: tuple[int, int] = (1200, 900), script: str | None = None) -> dict:
+    """Load ``url``; return console messages, image states, the page height and what ``script``
+    (run after loading, before the console is read) returned; save a screenshot."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -34,10 +35,11 @@ def load_page(url: str, screenshot: Path, size: tuple[int, int] = (1200, 900)) -
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt]);")
         height = driver.execute_script("return document.body.scrollHeight;")
+        scripted = driver.execute_script(script) if script else None
         driver.save_screenshot(str(screenshot))
         logs = driver.get_log("browser")
         title = driver.title
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-    return {"images": images, "logs": logs, "height": height, "title": title}
+    return {"images": images, "logs": logs, "height": height, "title": title, "script": scripted}

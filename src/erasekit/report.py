@@ -1,8 +1,10 @@
 """One static HTML page from the results database: per run, before/after image grids, a metric
 table with 95% intervals, an efficacy-vs-retention scatter over all runs, and a cost table.
 
-The page is self-contained (images inlined as PNG data URIs, plots as inline SVG, no scripts),
-so it can be mailed or archived as one file. Every text from the database is HTML-escaped.
+The page is self-contained (images inlined as PNG data URIs, plots as inline SVG; the only script
+is the leaderboard's inline column sort), so it can be mailed or archived as one file. Every text
+from the database is HTML-escaped. A database with benchmark cells (``erasekit bench``) opens with
+each bench's leaderboard (:mod:`erasekit.bench.page`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from erasekit.bench.page import leaderboard_html
+from erasekit.bench.rows import benches
 from erasekit.concepts import SPLITS
 from erasekit.files import atomic_write_bytes
 from erasekit.metrics.base import report_columns
@@ -34,6 +38,7 @@ section.run { border-top: 2px solid #333; margin-top: 28px; padding-top: 8px; }
 .grid img { width: 64px; height: 64px; image-rendering: pixelated; border: 1px solid #ccc; }
 .grid .p { font-size: 12px; max-width: 320px; text-align: left; }
 .grid .h { font-size: 12px; color: #555; font-weight: 600; }
+.lb { overflow-x: auto; } .lb td .ci { white-space: nowrap; }
 details { margin: 6px 0; } pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 """
 
@@ -194,6 +199,8 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
             f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
             f'<p class="sub">{len(every)} runs from {escape(str(store.path))}; built '
             f"{utc_now()}</p>"]
+    for bench in benches(store):
+        html.append(leaderboard_html(store, bench))
     if not every:
         html.append("<p>The database holds no runs yet: run <code>erasekit eval</code> first.</p>")
     elif runs:

@@ -66,7 +66,29 @@ CREATE TABLE IF NOT EXISTS attack_values (
 );
 """
 
-SCHEMA = ATTACK_RUNS + ATTACK_VALUES + f"""
+BENCH_CELLS = """
+CREATE TABLE IF NOT EXISTS bench_cells (
+    cell_id TEXT PRIMARY KEY,         -- content hash of the cell's inputs (erasekit.bench.cells.Cell.key)
+    bench TEXT NOT NULL,              -- the spec's name
+    label TEXT NOT NULL,              -- the method's label in the spec, or 'baseline'
+    method TEXT,
+    concept TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    run_id TEXT NOT NULL,             -- the cell's evaluation run
+    attack_ids TEXT NOT NULL,         -- JSON list of its attack runs, in the spec's order
+    config TEXT NOT NULL,             -- the cell's inputs (JSON)
+    fit_seconds REAL,
+    peak_memory_mb REAL,
+    artifact_bytes INTEGER,
+    wall_seconds REAL NOT NULL,
+    worker_pid INTEGER,
+    versions TEXT NOT NULL,
+    git_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+SCHEMA = ATTACK_RUNS + ATTACK_VALUES + BENCH_CELLS + f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,

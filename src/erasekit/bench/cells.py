@@ -1,0 +1,172 @@
+"""Benchmark cells: what one worker computes, keyed by the content of its inputs.
+
+A cell is (method, concept, seed): fit (or reuse a cached artifact of the same fit), evaluate,
+then run every attack. ``baseline`` cells evaluate the unedited model (and its oracle) for a
+(concept, seed) once; method cells start from a copy of those rows instead of recomputing them.
+
+A worker writes only to its own cell database (``<db>-images/cells/<cell_id>/cell.db``, resumable
+like every evaluation and attack) and returns the cell's rows; the driver writes them into the
+results database (:mod:`erasekit.bench.runner`). A worker that dies mid-cell is retried and picks
+up its cell database where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from erasekit.bench.rows import cell_rows, insert, rows_of
+from erasekit.bench.spec import AttackSpec, BenchSpec, MethodSpec
+from erasekit.errors import PathExists
+from erasekit.evaluation import EvalConfig
+from erasekit.provenance import content_id
+
+BASELINE = "baseline"
+#: The domain whose pipeline and judge a spec's ``weights`` and user concepts use (as the CLI's).
+DEFAULT_DOMAIN = "testbed"
+#: A cell's seed shifts its evaluation and attack noise seeds by this much (replicates never share noise).
+SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work; ``method`` is ``None`` for a baseline cell."""
+
+    bench: str
+    label: str
+    method: str | None
+    config: dict
+    concept: str
+    seed: int
+    eval: EvalConfig
+    attacks: tuple[AttackSpec, ...]
+    target_prompts: int
+    target_seeds: tuple[int, ...]
+    weights: str | None
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The cell's inputs; its id is their content hash (the label and bench name are not inputs)."""
+        return {"method": self.method, "config": self.config, "concept": self.concept, "seed": self.seed,
+                "eval": self.eval.to_dict(), "attacks": [(a.attack, a.budget) for a in self.attacks],
+                "targets": [self.target_prompts, list(self.target_seeds)], "weights": self.weights}
+
+    @property
+    def cell_id(self) -> str:
+        return content_id(self.key)
+
+    @property
+    def fit_id(self) -> str:
+        """The artifact cache key: cells with the same fit share one artifact."""
+        return content_id({"method": self.method, "config": self.config, "concept": self.concept,
+                           "seed": self.seed, "weights": self.weights})
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}/{self.concept}/s{self.seed}"
+
+
+def eval_config(spec: BenchSpec, seed: int) -> EvalConfig:
+    """Replicate ``seed``: its own prompt draw and noise seeds."""
+    cfg = spec.eval
+    return cfg.replace(prompt_seed=cfg.prompt_seed + seed, seeds=tuple(s + SEED_STRIDE * seed for s in cfg.seeds))
+
+
+def plan(spec: BenchSpec) -> tuple[list[Cell], list[Cell]]:
+    """The spec's baseline cells (one per concept and seed) and method cells."""
+
+    def cell(m: MethodSpec | None, concept: str, seed: int) -> Cell:
+        return Cell(spec.name, BASELINE if m is None else m.label, None if m is None else m.method,
+                    {} if m is None else m.config(), concept, seed, eval_config(spec, seed),
+                    () if m is None else tuple(spec.attacks), spec.attack_targets.n_prompts,
+                    tuple(s + SEED_STRIDE * seed for s in spec.attack_targets.seeds), spec.weights)
+
+    baselines = [cell(None, c, s) for c in spec.concepts for s in spec.seeds]
+    methods = [cell(m, c, s) for m in spec.methods for c in spec.concepts for s in spec.seeds]
+    return baselines, methods
+
+
+def cell_folder(image_root: Path, cell_id: str) -> Path:
+    return image_root / "cells" / cell_id
+
+
+def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> dict[str, Any]:
+    """Compute ``cell`` (in a worker): returns ``{"cell": row, "rows": {table: rows}}`` with image
+    paths relative to the results database's folder. ``shared_runs``: run ids (the cell's baseline
+    and oracle evaluations) copied from the results database into the cell database first."""
+    import torch
+
+    from erasekit.artifact import fit_recorded
+    from erasekit.concepts import get_concept
+    from erasekit.domain import domain_of, get_domain
+    from erasekit.erasure import Erasure, get_method, make_config
+    from erasekit.evaluation import artifact_info, evaluate
+    from erasekit.pipelines import fingerprint, is_pipeline_folder, load_pipeline_folder
+    from erasekit.redteam import attack
+    from erasekit.store import Store
+
+    torch.set_num_threads(threads)
+    main = Store(db_path, readonly=True)
+    folder = cell_folder(main.image_root, cell.cell_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "worker.pid").write_text(str(os.getpid()))
+    log = (folder / "cell.log").open("a")
+
+    def say(text: str) -> None:
+        log.write(f"{time.strftime('%H:%M:%S')} [pid {os.getpid()}] {text}\n")
+        log.flush()
+
+    t0 = time.perf_counter()
+    say(f"start {cell.name} ({cell.cell_id})")
+    local = Store(folder / "cell.db")
+    insert(local, rows_of(main, shared_runs, [], folder))
+    main.close()
+    concept = get_concept(cell.concept)
+    domain = domain_of(concept) or get_domain(DEFAULT_DOMAIN)
+    if cell.weights is not None and is_pipeline_folder(cell.weights):
+        pipe = load_pipeline_folder(cell.weights)
+    else:
+        pipe = domain.load_pipeline(cell.weights)
+    judge = domain.load_judge(None)
+    erasure, artifact_dir, info = None, None, None
+    if cell.method is not None:
+        artifact_dir = main.image_root / "artifacts" / cell.fit_id
+        if (artifact_dir / "config.json").exists():
+            erasure = Erasure.load(artifact_dir)
+            say(f"reusing the artifact {artifact_dir.name}")
+        else:
+            fitted = fit_recorded(get_method(cell.method), pipe, concept, make_config(cell.method, cell.config),
+                                  base_model=cell.weights or "testbed (shipped)", progress=False, seed=cell.seed)
+            try:
+                fitted.save(artifact_dir)
+            except (PathExists, OSError):  # another cell saved the same fit first
+                pass
+            erasure = Erasure.load(artifact_dir)
+            say(f"fitted in {fitted.extra['fit_seconds']:.1f} s")
+        info = artifact_info(artifact_dir, erasure)
+    run = evaluate(local, pipe, judge, concept, cell.eval, erasure, artifact_dir, progress=False, name=cell.name)
+    say(f"evaluated: run {run['run_id']}")
+    attack_ids = []
+    for a in cell.attacks:
+        out = attack(local, pipe, judge, concept, a.attack, a.budget, erasure, artifact_dir, cell.target_prompts,
+                     cell.target_seeds, cell.seed, cell.eval.steps, cell.eval.guidance, progress=False, name=cell.name)
+        attack_ids.append(out["attack_id"])
+        say(f"{a.attack}: ASR {out['asr']:.3f} (pre-attack {out['pre_asr']:.3f})")
+    rows = cell_rows(local, Path(db_path).parent)
+    local.close()
+    extra = {} if erasure is None else erasure.extra
+    cell_row = {
+        "cell_id": cell.cell_id, "bench": cell.bench, "label": cell.label, "method": cell.method,
+        "concept": cell.concept, "seed": cell.seed, "run_id": run["run_id"], "attack_ids": json.dumps(attack_ids),
+        "config": json.dumps({**cell.key, "fingerprint": fingerprint(pipe)}, default=str),
+        "fit_seconds": extra.get("fit_seconds"), "peak_memory_mb": extra.get("peak_memory_mb"),
+        "artifact_bytes": None if info is None else info["artifact_bytes"],
+        "wall_seconds": round(time.perf_counter() - t0, 2), "worker_pid": os.getpid(),
+    }
+    say(f"done in {cell_row['wall_seconds']:.1f} s")
+    log.close()
+    return {"cell": cell_row, "rows": rows}

@@ -1,0 +1,128 @@
+"""The leaderboard of a benchmark: per concept, each method's evaluation metrics and attack success
+rates over the spec's seeds, the worst case over the attack ladder, and cost.
+
+Intervals: an evaluation metric's is a t interval over the seeds' values (one seed: that run's own
+bootstrap interval); an attack's ASR pools the targets of every seed and takes the Wilson interval.
+``overlaps_best`` marks the methods whose interval overlaps the best method's on that column: the
+data cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from erasekit.bench.rows import bench_cells
+from erasekit.store import Store
+
+#: Evaluation metrics on the leaderboard (those a run lacks are left out), higher is better unless named.
+METRICS = ("efficacy", "efficacy_known", "efficacy_known_disjoint", "efficacy_unseen", "efficacy_heldout_pairs",
+           "ira", "cra", "fd_base", "oracle_fd_target")
+LOWER_IS_BETTER = frozenset({"fd_base", "oracle_fd_target"})
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval of ``k`` successes in ``n`` trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def over_seeds(values: list[float], own_ci: list[float] | None) -> dict[str, Any]:
+    """Mean over seeds with a 95% t interval (one seed: the run's own interval)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 1:
+        return {"value": float(v[0]), "ci95": own_ci, "n_seeds": 1}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return {"value": float(v.mean()), "ci95": [float(v.mean()) - half, float(v.mean()) + half], "n_seeds": int(v.size)}
+
+
+def _attack_rows(store: Store, attack_ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for aid in attack_ids:
+        row = store.attack_run(aid)
+        if row is not None:
+            out.append({**row, "samples": store.attack_samples(aid)})
+    return out
+
+
+def leaderboard(store: Store, bench: str) -> dict[str, Any]:
+    """``{"bench", "concepts": {concept: [row per method label, the baseline first]}}``."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for cell in bench_cells(store, bench):
+        groups[(cell["concept"], cell["label"])].append(cell)
+    concepts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (concept, label), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "baseline", kv[0][1])):
+        concepts[concept].append(_row(store, label, cells))
+    for rows in concepts.values():
+        _mark_overlaps(rows)
+    return {"bench": bench, "concepts": dict(concepts)}
+
+
+def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
+    per_seed = [store.metrics(c["run_id"]) for c in cells]
+    metrics = {}
+    for key in METRICS:
+        have = [m[key] for m in per_seed if key in m]
+        if len(have) == len(per_seed):
+            metrics[key] = {**over_seeds([h["value"] for h in have], have[0]["ci95"]),
+                            "higher_is_better": key not in LOWER_IS_BETTER}
+    attacks: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        for a in _attack_rows(store, c["attack_ids"]):
+            slot = attacks.setdefault(a["attack"], {"attack": a["attack"], "budget": a["budget"],
+                                                    "budget_unit": a["budget_unit"], "k": 0, "pre_k": 0, "n": 0,
+                                                    "wall_seconds": 0.0})
+            slot["k"] += sum(s["success"] for s in a["samples"])
+            slot["pre_k"] += sum(s["pre_success"] for s in a["samples"])
+            slot["n"] += len(a["samples"])
+            slot["wall_seconds"] += a["wall_seconds"]
+    for slot in attacks.values():
+        n = slot["n"]
+        slot.update(asr=slot["k"] / n if n else None, pre_asr=slot["pre_k"] / n if n else None,
+                    ci95=list(wilson(slot["k"], n)))
+    scored = [a for a in attacks.values() if a["asr"] is not None]
+    worst = max(scored, key=lambda a: (a["asr"], -a["budget"])) if scored else None
+    cost = {key: _mean([c[key] for c in cells]) for key in ("fit_seconds", "peak_memory_mb", "artifact_bytes")}
+    return {"label": label, "method": cells[0]["method"], "seeds": sorted(c["seed"] for c in cells),
+            "metrics": metrics, "attacks": attacks, "worst_attack": worst, "cost": cost,
+            "config": json.loads(cells[0]["config"]).get("config", {})}
+
+
+def _mean(values: list[Any]) -> float | None:
+    have = [v for v in values if v is not None]
+    return float(np.mean(have)) if have else None
+
+
+def _mark_overlaps(rows: list[dict[str, Any]]) -> None:
+    """Set ``overlaps_best`` on every metric and on the worst-case ASR of the method rows."""
+    methods = [r for r in rows if r["method"] is not None]
+    for key in METRICS:
+        have = [r["metrics"][key] for r in methods if key in r["metrics"]]
+        if not have:
+            continue
+        best = (min if key in LOWER_IS_BETTER else max)(have, key=lambda m: m["value"])
+        for m in have:
+            m["overlaps_best"] = _overlap(m, best)
+    worst = [r["worst_attack"] for r in methods if r["worst_attack"] is not None]
+    if worst:
+        best = min(worst, key=lambda a: a["asr"])  # the most robust method: lowest worst-case ASR
+        for a in worst:
+            a["overlaps_best"] = _overlap(a, best)
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a is b:
+        return True
+    if not a.get("ci95") or not b.get("ci95"):
+        return False
+    return a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]

@@ -1,0 +1,135 @@
+"""Run a benchmark spec on Ray: cells fan out to workers, results come back to this process,
+the only writer of the results database.
+
+``workers`` starts a local Ray instance with that many CPU slots (each worker's torch thread
+count set so that together they use the machine's cores, one OpenMP pool each, spin-waiting off);
+``address`` joins an existing cluster instead. Cells ask for a GPU when CUDA is there. Done cells
+(in the ``bench_cells`` table) are skipped; a worker that dies is retried by Ray and its cell,
+written by the driver in one transaction keyed by the cell's content, lands exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from erasekit.bench.cells import Cell, cell_folder, plan, run_cell
+from erasekit.bench.rows import bench_cells, insert
+from erasekit.bench.spec import BenchSpec
+from erasekit.errors import UserError
+from erasekit.store import Store
+
+#: Ray retries a cell whose worker died this many times.
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What a run of the spec will do: the cells to compute and those already stored."""
+
+    todo: list[Cell]
+    done: list[Cell]
+
+    @property
+    def total(self) -> int:
+        return len(self.todo) + len(self.done)
+
+
+def pending(spec: BenchSpec, store: Store) -> tuple[BenchPlan, BenchPlan]:
+    """The baseline and method cells of ``spec``, split into to-do and already stored."""
+    stored = {c["cell_id"] for c in bench_cells(store)}
+    out = []
+    for cells in plan(spec):
+        out.append(BenchPlan([c for c in cells if c.cell_id not in stored], [c for c in cells if c.cell_id in stored]))
+    return out[0], out[1]
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads per worker: the machine's cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _start_ray(workers: int, address: str | None) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("erasekit bench needs Ray: pip install 'ray==2.60.0' (or make install)") from None
+    env = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    if address is not None:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    else:
+        threads = threads_per_worker(workers)
+        env["OMP_NUM_THREADS"] = str(threads)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
+                 configure_logging=False)
+    return ray
+
+
+def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | None = None,
+              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compute every cell of ``spec`` not yet in ``db``; return counts and wall time."""
+    if workers < 1:
+        raise UserError(f"workers must be >= 1, got {workers}")
+    db = Path(db).resolve()
+    store = Store(db)
+    baselines, methods = pending(spec, store)
+    summary = {"cells": baselines.total + methods.total, "computed": 0, "stored_before": len(baselines.done) + len(methods.done)}
+    log(f"{spec.name}: {summary['cells']} cells ({baselines.total} baselines, {methods.total} method cells), "
+        f"{summary['stored_before']} stored, {len(baselines.todo) + len(methods.todo)} to compute")
+    t0 = time.perf_counter()
+    if not baselines.todo and not methods.todo:
+        summary["wall_seconds"] = 0.0
+        return summary
+    ray = _start_ray(workers, address)
+    try:
+        import torch
+
+        gpu = 1 if torch.cuda.is_available() else 0
+        threads = threads_per_worker(workers) if address is None else max(1, int(os.environ.get("ERASEKIT_THREADS", "0")) or 1)
+        task = ray.remote(num_cpus=1, num_gpus=gpu, max_retries=MAX_RETRIES, retry_exceptions=False)(run_cell)
+        bar = tqdm(total=summary["cells"], initial=summary["stored_before"], unit="cell", desc=spec.name,
+                   disable=not progress)
+        with bar:
+            for phase in (baselines, methods):
+                shared = _shared_runs(store, spec)
+                refs = {task.remote(c, str(db), threads, shared.get((c.concept, c.seed), [])): c for c in phase.todo}
+                while refs:
+                    ready, _ = ray.wait(list(refs), num_returns=1)
+                    cell = refs.pop(ready[0])
+                    try:
+                        result = ray.get(ready[0])
+                    except Exception as exc:  # the cell failed (not a dead worker: Ray retried those)
+                        log_path = cell_folder(store.image_root, cell.cell_id) / "cell.log"
+                        raise UserError(f"cell {cell.name} failed: {_first_line(exc)} (log: {log_path})") from None
+                    insert(store, result["rows"], result["cell"])
+                    summary["computed"] += 1
+                    bar.set_postfix_str(cell.name)
+                    bar.update(1)
+    finally:
+        ray.shutdown()
+        store.close()
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    return summary
+
+
+def _shared_runs(store: Store, spec: BenchSpec) -> dict[tuple[str, int], list[str]]:
+    """For each (concept, seed): the evaluation runs of its baseline cell (the unedited model, the
+    oracle and its noise floor), which method cells copy instead of recomputing."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for c in bench_cells(store, spec.name):
+        if c["method"] is None:
+            out[(c["concept"], c["seed"])] = [r["run_id"] for r in store.runs(state="complete")
+                                              if r["concept"] == c["concept"] and r["kind"] != "erasure"]
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__

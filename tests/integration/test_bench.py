@@ -1,0 +1,92 @@
+"""``erasekit bench`` on Ray: the smoke spec end to end, with a worker killed mid-cell."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from erasekit.bench.cells import plan
+from erasekit.bench.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "benchmarks" / "specs" / "smoke.yaml"
+TABLES = ("bench_cells", "runs", "samples", "metric_values", "sample_values", "attack_runs", "attack_samples")
+
+
+def _counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as c:
+        return {t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def test_smoke_bench_survives_a_killed_worker_and_a_rerun_computes_nothing(tmp_path):
+    db = tmp_path / "bench.db"
+    cmd = [sys.executable, "-m", "erasekit.cli", "bench", str(SMOKE), "--workers", "2", "--db", str(db)]
+    env = {**os.environ, "ERASEKIT_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cells = tmp_path / "bench-images" / "cells"
+    killed = None
+    deadline = time.time() + 600
+    while killed is None and proc.poll() is None and time.time() < deadline:
+        for pid_file in cells.glob("*/worker.pid"):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the worker, in the middle of its cell
+            killed = pid_file.parent
+            break
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-2000:]
+    assert killed is not None, "no cell started"
+    starts = [line for line in (killed / "cell.log").read_text().splitlines() if " start " in line]
+    assert len(starts) == 2 and starts[0].split("[pid")[1] != starts[1].split("[pid")[1]  # retried elsewhere
+
+    baselines, methods = plan(load_spec(SMOKE))
+    expected = {c.cell_id for c in baselines + methods}
+    with sqlite3.connect(db) as c:
+        stored = [r[0] for r in c.execute("SELECT cell_id FROM bench_cells")]
+        names = [r[0] for r in c.execute("SELECT name FROM runs")]
+        attack_ids = [r[0] for r in c.execute("SELECT attack_ids FROM bench_cells")]
+        attacks = [r[0] for r in c.execute("SELECT attack_id FROM attack_runs")]
+        states = {r[0] for r in c.execute("SELECT state FROM runs")}
+    assert sorted(stored) == sorted(expected)  # every cell exactly once
+    assert len(names) == len(set(names)) and {"baseline/skull/s0", "uce/skull/s0", "esd-x/skull/s0"} <= set(names)
+    assert states == {"complete"}
+    listed = [a for ids in attack_ids for a in __import__("json").loads(ids)]
+    assert sorted(listed) == sorted(attacks) and len(attacks) == 2 * 2  # two methods x two attacks
+    assert "uce" in out and "worst ASR" in out
+
+    before = _counts(db)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 to compute" in again.stdout and "computed 0 of 3 cells" in again.stdout
+    assert _counts(db) == before
+
+    # the leaderboard in the report, in headless Chromium: every method, the Pareto plot, sorting
+    from browser import load_page
+
+    report = tmp_path / "report.html"
+    assert subprocess.run([sys.executable, "-m", "erasekit.cli", "report", "--db", str(db), "-o", str(report)],
+                          env=env, capture_output=True, timeout=300).returncode == 0
+    page = load_page(report.as_uri(), tmp_path / "shot.png", script=SORT_SCRIPT)
+    assert [e for e in page["logs"] if e["level"] in ("SEVERE", "WARNING")] == []
+    got = page["script"]
+    assert got["before"][0] == "baseline" and set(got["before"]) == {"baseline", "uce", "esd-x"}
+    assert got["asc"][0] == got["desc"][0] == "baseline" and got["asc"][1:] == got["desc"][1:][::-1]
+    assert got["svg"] == 1 and got["points"] >= 2
+    assert "worst-case ASR" in got["heads"] and "paraphrase ASR" in got["heads"]
+
+
+SORT_SCRIPT = """
+var t = document.querySelector("table.sortable");
+var names = function () { return Array.from(t.tBodies[0].rows).map(function (r) { return r.cells[0].textContent; }); };
+var before = names();
+var head = t.querySelectorAll("th")[0];
+head.click(); var desc = names();
+head.click(); var asc = names();
+return {before: before, desc: desc, asc: asc, svg: document.querySelectorAll(".pareto svg").length,
+        points: document.querySelectorAll(".pareto svg path, .pareto svg use").length,
+        heads: Array.from(t.querySelectorAll("th")).map(function (h) { return h.textContent; })};
+"""

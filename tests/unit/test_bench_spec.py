@@ -1,0 +1,90 @@
+"""Benchmark specs: every shipped spec loads, and each kind of mistake is one line naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from erasekit.bench.cells import eval_config, plan
+from erasekit.bench.leaderboard import over_seeds, wilson
+from erasekit.bench.spec import BenchSpec, load_spec
+from erasekit.cli import main
+from erasekit.errors import UserError
+
+SPECS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "specs").glob("*.yaml"))
+BASE = {"name": "t", "methods": ["uce"], "concepts": ["skull"], "attacks": ["paraphrase"]}
+
+
+def test_shipped_specs_load():
+    assert {p.stem for p in SPECS} >= {"smoke", "testbed"}
+    for path in SPECS:
+        spec = load_spec(path)
+        baselines, methods = plan(spec)
+        assert len(methods) == len(spec.methods) * len(spec.concepts) * len(spec.seeds)
+        assert len(baselines) == len(spec.concepts) * len(spec.seeds)
+
+
+def test_testbed_spec_covers_every_method_and_attack_with_32_targets():
+    from erasekit.attacks import ladder
+    from erasekit.erasure import METHODS
+
+    spec = load_spec(SPECS[[p.stem for p in SPECS].index("testbed")])
+    assert {m.method for m in spec.methods} == set(METHODS.names())
+    assert [a.attack for a in spec.attacks] == ladder()
+    assert set(spec.concepts) == {"skull", "logo", "neon"} and len(spec.seeds) == 3
+    assert spec.attack_targets.n_prompts * len(spec.attack_targets.seeds) >= 32  # per cell and attack
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"methods": ["ucee"]}, "did you mean 'uce'"),
+    ({"methods": [{"method": "uce", "set": {"lamb": -1}}]}, "lamb"),
+    ({"methods": [{"method": "uce", "set": {"nope": 1}}]}, "unknown UCEConfig key(s): nope"),
+    ({"methods": [{"set": {}}]}, "lacks 'method'"),
+    ({"methods": ["uce", "uce"]}, "labels must be unique"),
+    ({"methods": []}, "at least one method"),
+    ({"attacks": ["embeding"]}, "did you mean 'embedding'"),
+    ({"attacks": [{"attack": "embedding", "budget": 0}]}, "budget"),
+    ({"concepts": ["skul"]}, "skull"),
+    ({"seeds": [0, 0]}, "must not repeat"),
+    ({"eval": {"n_prompts": 0}}, "n_prompts"),
+    ({"eval": {"stepz": 4}}, "unknown EvalConfig key(s): stepz"),
+    ({"attack_targets": {"seeds": []}}, "seeds"),
+    ({"surprise": 1}, "unknown BenchSpec key(s): surprise"),
+    ({"name": "a b"}, "name"),
+])
+def test_bad_specs_fail_with_one_line(change, needle):
+    with pytest.raises(UserError) as exc:
+        BenchSpec.from_mapping({**BASE, **change})
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cli_rejects_a_bad_spec_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nmethods: [ucee]\nconcepts: [skull]\n")
+    assert main(["bench", str(bad), "--db", str(tmp_path / "x.db")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean 'uce'" in err[0] and str(bad) in err[0]
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    assert main(["bench", str(tmp_path / "broken.yaml")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert main(["bench", str(tmp_path / "missing.yaml")]) == 2
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_replicates_get_their_own_prompts_and_noise():
+    spec = BenchSpec.from_mapping({**BASE, "seeds": [0, 1], "eval": {"seeds": [0, 1]}})
+    a, b = eval_config(spec, 0), eval_config(spec, 1)
+    assert a.prompt_seed != b.prompt_seed and not set(a.seeds) & set(b.seeds)
+    cells = plan(spec)[1]
+    assert len({c.cell_id for c in cells}) == 2 and len({c.fit_id for c in cells}) == 2
+
+
+def test_intervals():
+    lo, hi = wilson(16, 32)
+    assert lo < 0.5 < hi and hi - lo < 0.36
+    assert wilson(0, 32)[0] == 0.0 and wilson(32, 32)[1] == 1.0
+    one = over_seeds([0.5], [0.4, 0.6])
+    assert one["ci95"] == [0.4, 0.6]
+    three = over_seeds([0.5, 0.6, 0.7], None)
+    assert three["value"] == pytest.approx(0.6) and three["ci95"][0] < 0.6 < three["ci95"][1]
