@@ -88,3 +88,12 @@ def test_intervals():
     assert one["ci95"] == [0.4, 0.6]
     three = over_seeds([0.5, 0.6, 0.7], None)
     assert three["value"] == pytest.approx(0.6) and three["ci95"][0] < 0.6 < three["ci95"][1]
+
+
+def test_demo_spec_attacks_each_erasure_white_box():
+    from erasekit.attacks import get_attack
+    from erasekit.cli.demo import DEMO_SPEC
+
+    spec = BenchSpec.from_mapping(DEMO_SPEC)
+    assert [m.method for m in spec.methods] == ["uce", "esd"] and spec.concepts == ("skull",)
+    assert spec.attacks and all(get_attack(a.attack).threat_model.startswith("white-box") for a in spec.attacks)

@@ -32,7 +32,8 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if k == 0 else low, 1.0 if k == n else high)  # exact at the ends (no 0.9999999)
 
 
 def over_seeds(values: list[float], own_ci: list[float] | None) -> dict[str, Any]:

@@ -34,8 +34,8 @@ def pareto_svg(board: dict[str, Any]) -> str:
             x, y = ira["value"], 1 - worst["asr"]
             front = not any(o_ira["value"] >= x and 1 - o_w["asr"] >= y and (o_ira["value"], 1 - o_w["asr"]) != (x, y)
                             for _, o_ira, o_w in pts)
-            xerr = [[x - ira["ci95"][0]], [ira["ci95"][1] - x]] if ira.get("ci95") else None
-            yerr = [[y - (1 - worst["ci95"][1])], [(1 - worst["ci95"][0]) - y]]
+            xerr = [[max(0.0, x - ira["ci95"][0])], [max(0.0, ira["ci95"][1] - x)]] if ira.get("ci95") else None
+            yerr = [[max(0.0, y - (1 - worst["ci95"][1]))], [max(0.0, (1 - worst["ci95"][0]) - y)]]
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[k % len(markers)], color=f"C{k}", alpha=0.9,
                         markerfacecolor=f"C{k}" if front else "white", capsize=2, lw=0.8)
             ax.annotate(f"{label}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
