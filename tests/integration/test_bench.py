@@ -90,3 +90,11 @@ return {before: before, desc: desc, asc: asc, svg: document.querySelectorAll(".p
         points: document.querySelectorAll(".pareto svg path, .pareto svg use").length,
         heads: Array.from(t.querySelectorAll("th")).map(function (h) { return h.textContent; })};
 """
+
+
+def test_gpu_check_runs_its_steps_on_a_toy_pipeline():
+    """benchmarks/gpu_check.py is meant for a GPU machine; its --tiny CPU path keeps it runnable."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--device", "cpu",
+                           "--skip-bench", "--esd-iterations", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "UCE fit" in done.stdout and "ESD-x fit" in done.stdout and "every step ran" in done.stdout

@@ -131,6 +131,8 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
         pipe = load_pipeline_folder(cell.weights)
     else:
         pipe = domain.load_pipeline(cell.weights)
+    if torch.cuda.is_available():  # the runner asked Ray for a GPU for this cell
+        pipe.to("cuda")
     judge = domain.load_judge(None)
     erasure, artifact_dir, info = None, None, None
     if cell.method is not None:

@@ -66,7 +66,8 @@ def _latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int, int]:
 def sample_xt(frozen, scheduler: DDIMScheduler, cond: torch.Tensor, uncond: torch.Tensor, stop: int,
               guidance: float, shape: tuple, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """DDIM-sample with CFG from noise for ``stop`` steps; returns ``(x_t, t)`` at that step."""
-    x = torch.randn(shape, generator=gen) * scheduler.init_noise_sigma
+    device = next(frozen.parameters()).device
+    x = torch.randn(shape, generator=gen).to(device) * scheduler.init_noise_sigma  # CPU noise: same on any device
     context = torch.cat([uncond, cond])
     for t in scheduler.timesteps[:stop]:
         pred = frozen(torch.cat([x, x]), t, encoder_hidden_states=context).sample
