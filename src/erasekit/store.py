@@ -69,8 +69,8 @@ CREATE TABLE IF NOT EXISTS attack_values (
 BENCH_CELLS = """
 CREATE TABLE IF NOT EXISTS bench_cells (
     cell_id TEXT PRIMARY KEY,         -- content hash of the cell's inputs (erasekit.bench.cells.Cell.key)
-    bench TEXT NOT NULL,              -- the spec's name
-    label TEXT NOT NULL,              -- the method's label in the spec, or 'baseline'
+    bench TEXT NOT NULL,              -- the spec that computed it first
+    label TEXT NOT NULL,              -- its method's label in that spec, or 'baseline'
     method TEXT,
     concept TEXT NOT NULL,
     seed INTEGER NOT NULL,
@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS bench_cells (
     versions TEXT NOT NULL,
     git_hash TEXT NOT NULL,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bench_members (  -- which cells each spec has, under which label (cells are shared)
+    bench TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    PRIMARY KEY (bench, cell_id)
 );
 """
 

@@ -64,6 +64,21 @@ def test_smoke_bench_survives_a_killed_worker_and_a_rerun_computes_nothing(tmp_p
     assert "0 to compute" in again.stdout and "computed 0 of 3 cells" in again.stdout
     assert _counts(db) == before
 
+    # another spec with the same UCE cell under another label reuses it: nothing computed, and its
+    # leaderboard shows the cell under its own label
+    import yaml
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**raw, "name": "other", "methods": [{"label": "uce-again", "method": "uce"}]}))
+    third = subprocess.run([*cmd[:4], str(other), *cmd[5:], "--json"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0, third.stderr[-2000:]
+    result = __import__("json").loads(third.stdout)
+    assert result["summary"]["computed"] == 0 and result["summary"]["cells"] == 2
+    assert [r["label"] for r in result["leaderboard"]["concepts"]["skull"]] == ["baseline", "uce-again"]
+    assert _counts(db)["bench_cells"] == before["bench_cells"]
+
     # the leaderboard in the report, in headless Chromium: every method, the Pareto plot, sorting
     from browser import load_page
 
@@ -75,19 +90,21 @@ def test_smoke_bench_survives_a_killed_worker_and_a_rerun_computes_nothing(tmp_p
     got = page["script"]
     assert got["before"][0] == "baseline" and set(got["before"]) == {"baseline", "uce", "esd-x"}
     assert got["asc"][0] == got["desc"][0] == "baseline" and got["asc"][1:] == got["desc"][1:][::-1]
-    assert got["svg"] == 1 and got["points"] >= 2
+    assert got["svg"] == 1 and got["points"] >= 2 and got["benches"] == 2  # smoke and other
     assert "worst-case ASR" in got["heads"] and "paraphrase ASR" in got["heads"]
 
 
 SORT_SCRIPT = """
-var t = document.querySelector("table.sortable");
+var section = document.querySelector('section.bench[data-bench="smoke"]');
+var t = section.querySelector("table.sortable");
 var names = function () { return Array.from(t.tBodies[0].rows).map(function (r) { return r.cells[0].textContent; }); };
 var before = names();
 var head = t.querySelectorAll("th")[0];
 head.click(); var desc = names();
 head.click(); var asc = names();
-return {before: before, desc: desc, asc: asc, svg: document.querySelectorAll(".pareto svg").length,
-        points: document.querySelectorAll(".pareto svg path, .pareto svg use").length,
+return {before: before, desc: desc, asc: asc, svg: section.querySelectorAll(".pareto svg").length,
+        benches: document.querySelectorAll("section.bench").length,
+        points: section.querySelectorAll(".pareto svg path, .pareto svg use").length,
         heads: Array.from(t.querySelectorAll("th")).map(function (h) { return h.textContent; })};
 """
 

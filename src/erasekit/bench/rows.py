@@ -76,18 +76,28 @@ def cell_rows(cell_store: Store, main_root: Path) -> Rows:
     return rows_of(cell_store, runs, attacks, main_root)
 
 
+def add_members(store: Store, bench: str, cells: list[Any]) -> None:
+    """Record that ``bench`` has these cells, under their labels (a cell computed by another spec
+    with the same inputs is reused, and shows in this spec's leaderboard under this spec's label)."""
+    with store.transaction() as c:
+        c.executemany("INSERT OR REPLACE INTO bench_members (bench, cell_id, label) VALUES (?, ?, ?)",
+                      [(bench, cell.cell_id, cell.label) for cell in cells])
+
+
 def bench_cells(store: Store, bench: str | None = None) -> list[dict[str, Any]]:
-    """The stored cells (of one bench), with their attack ids decoded."""
-    sql, params = "SELECT * FROM bench_cells", ()
-    if bench is not None:
-        sql, params = sql + " WHERE bench = ?", (bench,)
-    rows = store._rows(sql + " ORDER BY bench, label, concept, seed", params)
+    """The computed cells (of one bench: its members, with the bench's labels), attack ids decoded."""
+    if bench is None:
+        rows = store._rows("SELECT * FROM bench_cells ORDER BY bench, label, concept, seed")
+    else:
+        rows = store._rows("SELECT c.*, m.label AS label, m.bench AS bench FROM bench_members m "
+                           "JOIN bench_cells c ON c.cell_id = m.cell_id WHERE m.bench = ? "
+                           "ORDER BY m.label, c.concept, c.seed", (bench,))
     return [{**r, "attack_ids": json.loads(r["attack_ids"])} for r in rows]
 
 
 def benches(store: Store) -> list[str]:
     """The bench names a database holds cells of (none for a database without the table)."""
-    have = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'bench_cells'").fetchone()
+    have = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'bench_members'").fetchone()
     if not have:
         return []
-    return [r[0] for r in store.conn.execute("SELECT DISTINCT bench FROM bench_cells ORDER BY bench")]
+    return [r[0] for r in store.conn.execute("SELECT DISTINCT bench FROM bench_members ORDER BY bench")]

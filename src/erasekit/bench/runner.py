@@ -19,7 +19,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from erasekit.bench.cells import Cell, cell_folder, plan, run_cell
-from erasekit.bench.rows import bench_cells, insert
+from erasekit.bench.rows import add_members, bench_cells, insert
 from erasekit.bench.spec import BenchSpec
 from erasekit.errors import UserError
 from erasekit.store import Store
@@ -79,6 +79,7 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
     db = Path(db).resolve()
     store = Store(db)
     baselines, methods = pending(spec, store)
+    add_members(store, spec.name, baselines.todo + baselines.done + methods.todo + methods.done)
     summary = {"cells": baselines.total + methods.total, "computed": 0, "stored_before": len(baselines.done) + len(methods.done)}
     log(f"{spec.name}: {summary['cells']} cells ({baselines.total} baselines, {methods.total} method cells), "
         f"{summary['stored_before']} stored, {len(baselines.todo) + len(methods.todo)} to compute")
@@ -97,8 +98,8 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
                    disable=not progress)
         with bar:
             for phase in (baselines, methods):
-                shared = _shared_runs(store, spec)
-                refs = {task.remote(c, str(db), threads, shared.get((c.concept, c.seed), [])): c for c in phase.todo}
+                shared = _shared_runs(store)
+                refs = {task.remote(c, str(db), threads, shared.get(c.concept, [])): c for c in phase.todo}
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)
                     cell = refs.pop(ready[0])
@@ -118,14 +119,13 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
     return summary
 
 
-def _shared_runs(store: Store, spec: BenchSpec) -> dict[tuple[str, int], list[str]]:
-    """For each (concept, seed): the evaluation runs of its baseline cell (the unedited model, the
-    oracle and its noise floor), which method cells copy instead of recomputing."""
-    out: dict[tuple[str, int], list[str]] = {}
-    for c in bench_cells(store, spec.name):
-        if c["method"] is None:
-            out[(c["concept"], c["seed"])] = [r["run_id"] for r in store.runs(state="complete")
-                                              if r["concept"] == c["concept"] and r["kind"] != "erasure"]
+def _shared_runs(store: Store) -> dict[str, list[str]]:
+    """Per concept: the stored evaluations that are not erasures (the unedited model, the oracle and
+    its noise floor, as baseline cells left them), which method cells copy instead of recomputing."""
+    out: dict[str, list[str]] = {}
+    for r in store.runs(state="complete"):
+        if r["kind"] != "erasure":
+            out.setdefault(r["concept"], []).append(r["run_id"])
     return out
 
 
