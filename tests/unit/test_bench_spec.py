@@ -97,3 +97,14 @@ def test_demo_spec_attacks_each_erasure_white_box():
     spec = BenchSpec.from_mapping(DEMO_SPEC)
     assert [m.method for m in spec.methods] == ["uce", "esd"] and spec.concepts == ("skull",)
     assert spec.attacks and all(get_attack(a.attack).threat_model.startswith("white-box") for a in spec.attacks)
+
+
+def test_threads_share_the_cores_among_busy_workers():
+    import os
+
+    from erasekit.bench.runner import threads_per_worker
+
+    cores = os.cpu_count() or 1
+    assert threads_per_worker(1) == cores and threads_per_worker(2 * cores) == 1
+    assert threads_per_worker(cores, cells=1) == cores  # one cell left: it gets every core
+    assert threads_per_worker(2, cells=2) == threads_per_worker(2) == max(1, cores // 2)

@@ -49,9 +49,11 @@ def pending(spec: BenchSpec, store: Store) -> tuple[BenchPlan, BenchPlan]:
     return out[0], out[1]
 
 
-def threads_per_worker(workers: int) -> int:
-    """Torch threads per worker: the machine's cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // workers)
+def threads_per_worker(workers: int, cells: int | None = None) -> int:
+    """Torch threads per worker: the machine's cores shared among the workers that will be busy
+    (``cells`` at a time, at most ``workers``), at least one."""
+    busy = workers if cells is None else max(1, min(workers, cells))
+    return max(1, (os.cpu_count() or 1) // busy)
 
 
 def _start_ray(workers: int, address: str | None) -> Any:
@@ -92,13 +94,15 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
         import torch
 
         gpu = 1 if torch.cuda.is_available() else 0
-        threads = threads_per_worker(workers) if address is None else max(1, int(os.environ.get("ERASEKIT_THREADS", "0")) or 1)
+        cluster_threads = max(1, int(os.environ.get("ERASEKIT_THREADS", "0")) or 1)
         task = ray.remote(num_cpus=1, num_gpus=gpu, max_retries=MAX_RETRIES, retry_exceptions=False)(run_cell)
         bar = tqdm(total=summary["cells"], initial=summary["stored_before"], unit="cell", desc=spec.name,
                    disable=not progress)
         with bar:
             for phase in (baselines, methods):
                 shared = _shared_runs(store)
+                # a phase with fewer cells than workers (the baselines of a small spec) uses every core
+                threads = threads_per_worker(workers, len(phase.todo)) if address is None else cluster_threads
                 refs = {task.remote(c, str(db), threads, shared.get(c.concept, [])): c for c in phase.todo}
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)
