@@ -297,14 +297,21 @@ def fit_recorded(method: Any, target: Any, spec: Any, config: Config, base_model
 
 
 def fit_or_load(folder: str | Path, artifact_class: type[Artifact], method: str, target: Any, spec: Any,
-                overrides: dict[str, Any] | None, base_model: str, progress: bool = True) -> tuple[Artifact, bool]:
-    """The artifact in ``folder`` if one is there (``reused=True``), else a fresh recorded fit saved
-    there; returns ``(artifact, reused)``."""
+                overrides: dict[str, Any] | None, base_model: str, progress: bool = True,
+                seed: int = 0) -> tuple[Artifact, bool]:
+    """The artifact in ``folder`` if one is there (``reused=True``), else a fresh recorded fit (torch
+    seed ``seed``) saved there; returns ``(artifact, reused)``. If another process saves the same
+    fit there first, its artifact is returned."""
     folder = Path(folder)
     if (folder / CONFIG_FILE).exists():
         return artifact_class.load(folder), True
     fitter = artifact_class.family.methods.create(method)
     config = fitter.config_class.with_overrides(overrides)
-    erasure = fit_recorded(fitter, target, spec, config, base_model, progress)
-    erasure.save(folder)
+    erasure = fit_recorded(fitter, target, spec, config, base_model, progress, seed)
+    try:
+        erasure.save(folder)
+    except (PathExists, OSError):
+        if not (folder / CONFIG_FILE).exists():
+            raise
+        return artifact_class.load(folder), True
     return erasure, False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from diffusers import DiffusionPipeline
@@ -136,3 +136,11 @@ def load_pipeline_folder(path: str | Path) -> DiffusionPipeline:
         pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_for(weights: str | None, domain: Any) -> Any:
+    """``weights`` as a local diffusers pipeline folder, else the domain's pipeline from ``weights``
+    (its shipped weights for ``None``): how the CLI and benchmark cells load a model."""
+    if weights is not None and is_pipeline_folder(weights):
+        return load_pipeline_folder(weights)
+    return domain.load_pipeline(weights)

@@ -21,7 +21,6 @@ from typing import Any
 
 from erasekit.bench.rows import cell_rows, insert, rows_of
 from erasekit.bench.spec import AttackSpec, BenchSpec, MethodSpec
-from erasekit.errors import PathExists
 from erasekit.evaluation import EvalConfig
 from erasekit.provenance import content_id
 
@@ -100,12 +99,12 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
     and oracle evaluations) copied from the results database into the cell database first."""
     import torch
 
-    from erasekit.artifact import fit_recorded
+    from erasekit.artifact import fit_or_load
     from erasekit.concepts import get_concept
     from erasekit.domain import domain_of, get_domain
-    from erasekit.erasure import Erasure, get_method, make_config
+    from erasekit.erasure import Erasure
     from erasekit.evaluation import artifact_info, evaluate
-    from erasekit.pipelines import fingerprint, is_pipeline_folder, load_pipeline_folder
+    from erasekit.pipelines import fingerprint, load_for
     from erasekit.redteam import attack
     from erasekit.store import Store
 
@@ -127,28 +126,16 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
     main.close()
     concept = get_concept(cell.concept)
     domain = domain_of(concept) or get_domain(DEFAULT_DOMAIN)
-    if cell.weights is not None and is_pipeline_folder(cell.weights):
-        pipe = load_pipeline_folder(cell.weights)
-    else:
-        pipe = domain.load_pipeline(cell.weights)
+    pipe = load_for(cell.weights, domain)
     if torch.cuda.is_available():  # the runner asked Ray for a GPU for this cell
         pipe.to("cuda")
     judge = domain.load_judge(None)
     erasure, artifact_dir, info = None, None, None
     if cell.method is not None:
         artifact_dir = main.image_root / "artifacts" / cell.fit_id
-        if (artifact_dir / "config.json").exists():
-            erasure = Erasure.load(artifact_dir)
-            say(f"reusing the artifact {artifact_dir.name}")
-        else:
-            fitted = fit_recorded(get_method(cell.method), pipe, concept, make_config(cell.method, cell.config),
-                                  base_model=cell.weights or "testbed (shipped)", progress=False, seed=cell.seed)
-            try:
-                fitted.save(artifact_dir)
-            except (PathExists, OSError):  # another cell saved the same fit first
-                pass
-            erasure = Erasure.load(artifact_dir)
-            say(f"fitted in {fitted.extra['fit_seconds']:.1f} s")
+        erasure, reused = fit_or_load(artifact_dir, Erasure, cell.method, pipe, concept, cell.config,
+                                      cell.weights or "testbed (shipped)", progress=False, seed=cell.seed)
+        say(f"reusing the artifact {artifact_dir.name}" if reused else f"fitted in {erasure.extra['fit_seconds']:.1f} s")
         info = artifact_info(artifact_dir, erasure)
     run = evaluate(local, pipe, judge, concept, cell.eval, erasure, artifact_dir, progress=False, name=cell.name)
     say(f"evaluated: run {run['run_id']}")

@@ -134,11 +134,9 @@ def check_model_args(args: argparse.Namespace) -> None:
 def load_pipeline(weights: str | None, domain: Any = None) -> Any:
     """A local diffusers pipeline folder, or the domain's pipeline (its shipped weights by default)."""
     from erasekit.domain import get_domain
-    from erasekit.pipelines import is_pipeline_folder, load_pipeline_folder
+    from erasekit.pipelines import load_for
 
-    if weights is not None and is_pipeline_folder(weights):
-        return load_pipeline_folder(weights)
-    return (domain or get_domain(DEFAULT_DOMAIN)).load_pipeline(weights)
+    return load_for(weights, domain or get_domain(DEFAULT_DOMAIN))
 
 
 def load_models(args: argparse.Namespace, domain: Any = None) -> tuple[Any, Any]:
