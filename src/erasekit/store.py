@@ -92,6 +92,17 @@ CREATE TABLE IF NOT EXISTS bench_members (  -- which cells each spec has, under 
     label TEXT NOT NULL,
     PRIMARY KEY (bench, cell_id)
 );
+CREATE TABLE IF NOT EXISTS bench_sessions (  -- each `erasekit bench` invocation: a run resumed N times has N rows
+    session_id TEXT PRIMARY KEY,
+    bench TEXT NOT NULL,
+    workers INTEGER,                  -- local Ray slots (NULL when it joined a cluster)
+    address TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,         -- when its last cell landed (a killed session's wall time ends there)
+    wall_seconds REAL NOT NULL,       -- from its start to its last landed cell, or to its end
+    computed INTEGER NOT NULL,        -- cells it stored
+    finished INTEGER NOT NULL         -- 1 when it ended with every cell of the spec stored
+);
 """
 
 SCHEMA = ATTACK_RUNS + ATTACK_VALUES + BENCH_CELLS + f"""

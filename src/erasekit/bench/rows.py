@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,32 @@ def benches(store: Store) -> list[str]:
     if not have:
         return []
     return [r[0] for r in store.conn.execute("SELECT DISTINCT bench FROM bench_members ORDER BY bench")]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+
+def start_session(store: Store, bench: str, workers: int | None, address: str | None) -> str:
+    """Record that an invocation of ``bench`` started; returns its id for :func:`update_session`."""
+    sid = uuid.uuid4().hex[:16]
+    now = _now()
+    with store.transaction() as c:
+        c.execute("INSERT INTO bench_sessions (session_id, bench, workers, address, started_at, updated_at, "
+                  "wall_seconds, computed, finished) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)",
+                  (sid, bench, workers, address, now, now))
+    return sid
+
+
+def update_session(store: Store, sid: str, wall_seconds: float, computed: int, finished: bool = False) -> None:
+    with store.transaction() as c:
+        c.execute("UPDATE bench_sessions SET updated_at = ?, wall_seconds = ?, computed = ?, finished = ? "
+                  "WHERE session_id = ?", (_now(), round(wall_seconds, 1), computed, int(finished), sid))
+
+
+def sessions(store: Store, bench: str) -> list[dict[str, Any]]:
+    """The invocations of ``bench`` in this database, oldest first (none for a database without the table)."""
+    have = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'bench_sessions'").fetchone()
+    if not have:
+        return []
+    return store._rows("SELECT * FROM bench_sessions WHERE bench = ? ORDER BY started_at", (bench,))

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from erasekit.bench.cells import Cell, cell_folder, plan, run_cell
-from erasekit.bench.rows import add_members, bench_cells, insert
+from erasekit.bench.rows import add_members, bench_cells, insert, sessions, start_session, update_session
 from erasekit.bench.spec import BenchSpec
 from erasekit.errors import UserError
 from erasekit.store import Store
@@ -88,7 +88,10 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
     t0 = time.perf_counter()
     if not baselines.todo and not methods.todo:
         summary["wall_seconds"] = 0.0
+        summary.update(_totals(store, spec.name))
+        store.close()
         return summary
+    sid = start_session(store, spec.name, None if address else workers, address)
     ray = _start_ray(workers, address)
     try:
         import torch
@@ -114,13 +117,24 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
                         raise UserError(f"cell {cell.name} failed: {_first_line(exc)} (log: {log_path})") from None
                     insert(store, result["rows"], result["cell"])
                     summary["computed"] += 1
+                    update_session(store, sid, time.perf_counter() - t0, summary["computed"])
                     bar.set_postfix_str(cell.name)
                     bar.update(1)
+        update_session(store, sid, time.perf_counter() - t0, summary["computed"], finished=True)
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        summary.update(_totals(store, spec.name))
     finally:
         ray.shutdown()
         store.close()
-    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return summary
+
+
+def _totals(store: Store, bench: str) -> dict[str, Any]:
+    """Over every invocation of ``bench`` in this database (a run resumed across sessions): the
+    summed wall time (a killed invocation counts up to its last landed cell) and the sessions."""
+    rows = sessions(store, bench)
+    return {"sessions": len(rows), "total_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 1),
+            "workers_used": sorted({r["workers"] for r in rows if r["workers"] is not None})}
 
 
 def _shared_runs(store: Store) -> dict[str, list[str]]:

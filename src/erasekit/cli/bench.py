@@ -27,6 +27,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     print(f"computed {summary['computed']} of {summary['cells']} cells in {summary['wall_seconds']:.1f} s; "
           f"results in {args.db} (erasekit report --db {args.db})")
+    if summary.get("sessions", 0) > 1:
+        print(f"over its {summary['sessions']} invocations in this database: {summary['total_wall_seconds']:.1f} s "
+              f"(workers {', '.join(map(str, summary['workers_used'])) or 'on a cluster'})")
     for concept, rows in board["concepts"].items():
         print(f"\n{concept}: {'method':16s} {'efficacy':>9s} {'known':>7s} {'ira':>6s} {'cra':>6s} "
               f"{'worst ASR':>10s}  attack")
