@@ -28,16 +28,7 @@ ATTACKS = ("probe", "relearn", "quantize")
 
 
 def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
-    bench = data.generate(seed)
-    out = []
-    for oracle in (False, True):
-        path = folder / ("oracle" if oracle else "full")
-        if not (path / "config.json").exists():
-            t = time.perf_counter()
-            lm = M.train_tiny(bench, oracle=oracle, seed=seed)
-            M.save(lm, path, {"oracle": oracle, "seconds": round(time.perf_counter() - t, 1), "seed": seed})
-        out.append(M.load(path))
-    return out[0], out[1]
+    return M.ensure_tiny(folder / "full", seed), M.ensure_tiny(folder / "oracle", seed, oracle=True)
 
 
 def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM, **kw) -> str:

@@ -203,3 +203,19 @@ def test_rmu_scan_keeps_the_best_layer_and_coefficient(tiny_lms) -> None:
     best = min(rows, key=lambda r: (r["retain_acc"] < 0.9 * base_retain, r["forget_acc"], -r["retain_acc"]))
     assert (art.config.layer, art.config.coefficient) == (best["layer"], best["coefficient"])
     assert art.config.scan
+
+
+def test_every_lm_attack_names_the_value_it_recovers(tiny_lms):
+    """The leaderboard's worst case reads each attack's ``recovered`` value: every attack declares one
+    and returns it."""
+    from erasekit.lm.attacks.base import get_lm_attack, lm_attack_names
+    from erasekit.lm.tasks import Forget, get_task
+
+    full, oracle, _ = tiny_lms
+    task = get_task(Forget())
+    for name in lm_attack_names():
+        atk = get_lm_attack(name)
+        budget = {"probe": 20, "relearn": 1}.get(name, atk.default_budget)
+        values = atk.run(full, task, None, budget)
+        assert atk.recovered and atk.recovered_key(budget) in values, name
+        assert 0.0 <= values[atk.recovered_key(budget)].value <= 1.0

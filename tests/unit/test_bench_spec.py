@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from erasekit.bench.cells import eval_config, plan
+from erasekit.bench.lm_cells import plan_lm
 from erasekit.bench.leaderboard import over_seeds, wilson
 from erasekit.bench.spec import BenchSpec, load_spec
 from erasekit.cli import main
@@ -17,12 +18,27 @@ BASE = {"name": "t", "methods": ["uce"], "concepts": ["skull"], "attacks": ["par
 
 
 def test_shipped_specs_load():
-    assert {p.stem for p in SPECS} >= {"smoke", "testbed"}
+    assert {p.stem for p in SPECS} >= {"smoke", "testbed", "lm"}
     for path in SPECS:
         spec = load_spec(path)
         baselines, methods = plan(spec)
         assert len(methods) == len(spec.methods) * len(spec.concepts) * len(spec.seeds)
         assert len(baselines) == len(spec.concepts) * len(spec.seeds)
+        lm_baselines, lm_methods = plan_lm(spec)
+        lm = spec.lm
+        assert len(lm_methods) == (0 if lm is None else len(lm.methods) * len(lm.tasks) * len(spec.seeds))
+        assert len(lm_baselines) == (0 if lm is None else len(lm.tasks))
+
+
+def test_lm_spec_covers_every_lm_method_and_attack():
+    from erasekit.lm.attacks.base import lm_attack_names
+    from erasekit.lm.methods.base import lm_method_names
+
+    spec = load_spec(SPECS[[p.stem for p in SPECS].index("lm")])
+    assert spec.lm is not None and not spec.methods and not spec.concepts
+    assert {m.method for m in spec.lm.methods} == set(lm_method_names())
+    assert {a.attack for a in spec.lm.attacks} == set(lm_attack_names())
+    assert [t.task for t in spec.lm.tasks] == ["tinytofu"]
 
 
 def test_testbed_spec_covers_every_method_and_attack_with_32_targets():
@@ -52,6 +68,15 @@ def test_testbed_spec_covers_every_method_and_attack_with_32_targets():
     ({"attack_targets": {"seeds": []}}, "seeds"),
     ({"surprise": 1}, "unknown BenchSpec key(s): surprise"),
     ({"name": "a b"}, "name"),
+    ({"lm": {"methods": ["npoo"], "tasks": ["tinytofu"]}}, "did you mean 'npo'"),
+    ({"lm": {"methods": [{"method": "npo", "set": {"stepz": 1}}], "tasks": ["tinytofu"]}}, "stepz"),
+    ({"lm": {"methods": ["npo"], "tasks": ["tinytofoo"]}}, "did you mean 'tinytofu'"),
+    ({"lm": {"methods": ["npo"], "tasks": []}}, "lm.tasks"),
+    ({"lm": {"methods": ["npo"], "tasks": ["tinytofu"], "attacks": ["relern"]}}, "did you mean 'relearn'"),
+    ({"lm": {"methods": ["npo"], "tasks": ["tinytofu"], "attacks": [{"attack": "quantize", "budget": 5}]}}, "bits"),
+    ({"lm": {"methods": ["npo"], "tasks": ["harry-potter"]}}, "needs a model folder"),
+    ({"lm": {"methods": ["npo"], "tasks": ["tinytofu"], "modle": "tiny"}}, "unknown LMSection key(s): modle"),
+    ({"lm": ["npo"]}, "lm: must be a mapping"),
 ])
 def test_bad_specs_fail_with_one_line(change, needle):
     with pytest.raises(UserError) as exc:
@@ -78,6 +103,17 @@ def test_replicates_get_their_own_prompts_and_noise():
     assert a.prompt_seed != b.prompt_seed and not set(a.seeds) & set(b.seeds)
     cells = plan(spec)[1]
     assert len({c.cell_id for c in cells}) == 2 and len({c.fit_id for c in cells}) == 2
+
+
+def test_a_spec_may_hold_only_language_models():
+    spec = BenchSpec.from_mapping({"name": "t", "seeds": [0, 1], "lm": {"methods": ["npo"], "tasks": ["tinytofu"]}})
+    assert plan(spec) == ([], [])
+    baselines, methods = plan_lm(spec)
+    assert len(baselines) == 1 and [c.seed for c in methods] == [0, 1]
+    assert [c.config["seed"] for c in methods] == [0, 1]  # each replicate fits with its own seed
+    assert len({c.cell_id for c in methods}) == 2
+    with pytest.raises(UserError, match="at least one method"):
+        BenchSpec.from_mapping({"name": "t"})
 
 
 def test_intervals():

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from erasekit.bench.rows import cell_rows, insert, rows_of
 from erasekit.bench.spec import AttackSpec, BenchSpec, MethodSpec
@@ -110,17 +110,8 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
 
     torch.set_num_threads(threads)
     main = Store(db_path, readonly=True)
-    folder = cell_folder(main.image_root, cell.cell_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "worker.pid").write_text(str(os.getpid()))
-    log = (folder / "cell.log").open("a")
-
-    def say(text: str) -> None:
-        log.write(f"{time.strftime('%H:%M:%S')} [pid {os.getpid()}] {text}\n")
-        log.flush()
-
+    folder, say = open_cell(main.image_root, cell)
     t0 = time.perf_counter()
-    say(f"start {cell.name} ({cell.cell_id})")
     local = Store(folder / "cell.db")
     insert(local, rows_of(main, shared_runs, [], folder))
     main.close()
@@ -147,15 +138,37 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
         say(f"{a.attack}: ASR {out['asr']:.3f} (pre-attack {out['pre_asr']:.3f})")
     rows = cell_rows(local, Path(db_path).parent)
     local.close()
+    return {"cell": cell_row(cell, run["run_id"], attack_ids, fingerprint(pipe), erasure, info, t0, say),
+            "rows": rows}
+
+
+def open_cell(root: Path, cell: Any) -> tuple[Path, Callable[[str], None]]:
+    """A worker's start on ``cell``: its folder (with ``worker.pid``) and a function that appends a
+    timestamped line to its ``cell.log``."""
+    folder = cell_folder(root, cell.cell_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "worker.pid").write_text(str(os.getpid()))
+    log_path = folder / "cell.log"
+
+    def say(text: str) -> None:
+        with log_path.open("a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} [pid {os.getpid()}] {text}\n")
+
+    say(f"start {cell.name} ({cell.cell_id})")
+    return folder, say
+
+
+def cell_row(cell: Any, run_id: str, attack_ids: list[str], fingerprint: str, erasure: Any, info: dict | None,
+             t0: float, say: Callable[[str], None]) -> dict[str, Any]:
+    """The ``bench_cells`` row of a finished cell (inputs, evaluation and attack runs, cost)."""
     extra = {} if erasure is None else erasure.extra
-    cell_row = {
+    row = {
         "cell_id": cell.cell_id, "bench": cell.bench, "label": cell.label, "method": cell.method,
-        "concept": cell.concept, "seed": cell.seed, "run_id": run["run_id"], "attack_ids": json.dumps(attack_ids),
-        "config": json.dumps({**cell.key, "fingerprint": fingerprint(pipe)}, default=str),
+        "concept": cell.concept, "seed": cell.seed, "run_id": run_id, "attack_ids": json.dumps(attack_ids),
+        "config": json.dumps({**cell.key, "fingerprint": fingerprint}, default=str),
         "fit_seconds": extra.get("fit_seconds"), "peak_memory_mb": extra.get("peak_memory_mb"),
         "artifact_bytes": None if info is None else info["artifact_bytes"],
         "wall_seconds": round(time.perf_counter() - t0, 2), "worker_pid": os.getpid(),
     }
-    say(f"done in {cell_row['wall_seconds']:.1f} s")
-    log.close()
-    return {"cell": cell_row, "rows": rows}
+    say(f"done in {row['wall_seconds']:.1f} s")
+    return row

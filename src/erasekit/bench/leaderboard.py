@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from erasekit.bench.lm_cells import FAMILY as LM_FAMILY
 from erasekit.bench.rows import bench_cells
 from erasekit.store import Store
 
@@ -23,6 +24,10 @@ from erasekit.store import Store
 METRICS = ("efficacy", "efficacy_known", "efficacy_known_disjoint", "efficacy_unseen", "efficacy_heldout_pairs",
            "ira", "cra", "fd_base", "oracle_fd_target")
 LOWER_IS_BETTER = frozenset({"fd_base", "oracle_fd_target"})
+#: The language-model leaderboard's metrics (TOFU's forget accuracy and quality, utility, privacy).
+LM_METRICS = ("forget_acc", "surrogate_acc", "unseen_acc", "two_hop_acc", "forget_quality", "model_utility",
+              "privleak", "first_token_kl")
+LM_LOWER_IS_BETTER = frozenset({"forget_acc", "surrogate_acc", "unseen_acc", "two_hop_acc", "first_token_kl"})
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -57,16 +62,26 @@ def _attack_rows(store: Store, attack_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def leaderboard(store: Store, bench: str) -> dict[str, Any]:
-    """``{"bench", "concepts": {concept: [row per method label, the baseline first]}}``."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    """``{"bench", "concepts": {concept: [row per method label, the baseline first]},
+    "tasks": {task: [row per language-model method label, the baseline first]}}``."""
+    groups: dict[tuple[bool, str, str], list[dict[str, Any]]] = defaultdict(list)
     for cell in bench_cells(store, bench):
-        groups[(cell["concept"], cell["label"])].append(cell)
+        lm = json.loads(cell["config"]).get("family") == LM_FAMILY
+        groups[(lm, cell["concept"], cell["label"])].append(cell)
     concepts: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (concept, label), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "baseline", kv[0][1])):
-        concepts[concept].append(_row(store, label, cells))
+    tasks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (lm, concept, label), cells in sorted(groups.items(),
+                                              key=lambda kv: (kv[0][1], kv[0][2] != "baseline", kv[0][2])):
+        if lm:
+            tasks[concept].append(_lm_row(store, label, cells))
+        else:
+            concepts[concept].append(_row(store, label, cells))
     for rows in concepts.values():
         _mark_overlaps(rows)
-    return {"bench": bench, "concepts": dict(concepts)}
+    for rows in tasks.values():
+        # privleak is best near 0 (the oracle's own leak), not at an end: no best to overlap
+        _mark_overlaps(rows, tuple(k for k in LM_METRICS if k != "privleak"), LM_LOWER_IS_BETTER, "recovered")
+    return {"bench": bench, "concepts": dict(concepts), "tasks": dict(tasks)}
 
 
 def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -99,24 +114,61 @@ def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any
             "config": json.loads(cells[0]["config"]).get("config", {})}
 
 
+def _lm_row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """A language-model method's row: its metrics over seeds, each attack's recovered forget
+    accuracy over seeds, and the attack that recovered the most (the worst case)."""
+    from erasekit.lm.attacks.base import get_lm_attack
+
+    per_seed = [store.metrics(c["run_id"]) for c in cells]
+    metrics = {}
+    for key in LM_METRICS:
+        have = [m[key] for m in per_seed if key in m]
+        if have and len(have) == len(per_seed):
+            metrics[key] = {**over_seeds([h["value"] for h in have], have[0]["ci95"]),
+                            "higher_is_better": key not in LM_LOWER_IS_BETTER}
+    found: dict[str, list[float]] = defaultdict(list)
+    info: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        for aid in c["attack_ids"]:
+            a = store.attack_run(aid)
+            if a is None:
+                continue
+            key = get_lm_attack(a["attack"]).recovered_key(a["budget"])
+            values = store.attack_values(aid)
+            if key in values:
+                found[a["attack"]].append(values[key]["value"])
+                slot = info.setdefault(a["attack"], {"attack": a["attack"], "budget": a["budget"],
+                                                     "budget_unit": a["budget_unit"], "key": key, "wall_seconds": 0.0})
+                slot["wall_seconds"] += a["wall_seconds"]
+    attacks = {name: {**info[name], **over_seeds(v, None)} for name, v in found.items()}
+    for a in attacks.values():
+        a["recovered"] = a["value"]
+    worst = max(attacks.values(), key=lambda a: (a["recovered"], -a["budget"])) if attacks else None
+    cost = {key: _mean([c[key] for c in cells]) for key in ("fit_seconds", "peak_memory_mb", "artifact_bytes")}
+    return {"label": label, "method": cells[0]["method"], "seeds": sorted(c["seed"] for c in cells),
+            "metrics": metrics, "attacks": attacks, "worst_attack": worst, "cost": cost,
+            "config": json.loads(cells[0]["config"]).get("config", {})}
+
+
 def _mean(values: list[Any]) -> float | None:
     have = [v for v in values if v is not None]
     return float(np.mean(have)) if have else None
 
 
-def _mark_overlaps(rows: list[dict[str, Any]]) -> None:
-    """Set ``overlaps_best`` on every metric and on the worst-case ASR of the method rows."""
+def _mark_overlaps(rows: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS,
+                   lower: frozenset[str] = LOWER_IS_BETTER, worst_key: str = "asr") -> None:
+    """Set ``overlaps_best`` on every metric and on the worst case of the method rows."""
     methods = [r for r in rows if r["method"] is not None]
-    for key in METRICS:
+    for key in metrics:
         have = [r["metrics"][key] for r in methods if key in r["metrics"]]
         if not have:
             continue
-        best = (min if key in LOWER_IS_BETTER else max)(have, key=lambda m: m["value"])
+        best = (min if key in lower else max)(have, key=lambda m: m["value"])
         for m in have:
             m["overlaps_best"] = _overlap(m, best)
     worst = [r["worst_attack"] for r in methods if r["worst_attack"] is not None]
     if worst:
-        best = min(worst, key=lambda a: a["asr"])  # the most robust method: lowest worst-case ASR
+        best = min(worst, key=lambda a: a[worst_key])  # the most robust method: lowest worst case
         for a in worst:
             a["overlaps_best"] = _overlap(a, best)
 

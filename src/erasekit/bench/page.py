@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from erasekit.bench.leaderboard import METRICS, leaderboard
+from erasekit.bench.leaderboard import LM_METRICS, METRICS, leaderboard
 from erasekit.store import Store
 
 HEADS = {"efficacy": "efficacy (given)", "efficacy_known": "known", "efficacy_known_disjoint": "known, no given word",
          "efficacy_unseen": "unseen", "efficacy_heldout_pairs": "held-out pairs", "ira": "IRA", "cra": "CRA",
          "fd_base": "FD vs unedited", "oracle_fd_target": "oracle gap (FD)"}
+LM_HEADS = {"forget_acc": "forget acc.", "surrogate_acc": "surrogate phrasing", "unseen_acc": "unseen phrasing",
+            "two_hop_acc": "two-hop", "forget_quality": "forget quality", "model_utility": "model utility",
+            "privleak": "privleak (%)", "first_token_kl": "first-token KL"}
 
 
 def pareto_svg(board: dict[str, Any]) -> str:
@@ -62,7 +65,11 @@ def leaderboard_html(store: Store, bench: str) -> str:
     env = Environment(loader=PackageLoader("erasekit", "templates"), autoescape=select_autoescape(["j2", "html"]))
     present = {k for rows in board["concepts"].values() for r in rows for k in r["metrics"]}
     attacks = list(dict.fromkeys(a for rows in board["concepts"].values() for r in rows for a in r["attacks"]))
-    seeds = sorted({s for rows in board["concepts"].values() for r in rows for s in r["seeds"]})
+    seeds = sorted({s for group in ("concepts", "tasks") for rows in board[group].values() for r in rows
+                    for s in r["seeds"]})
+    lm_present = {k for rows in board["tasks"].values() for r in rows for k in r["metrics"]}
+    lm_attacks = list(dict.fromkeys(a for rows in board["tasks"].values() for r in rows for a in r["attacks"]))
     return env.get_template("leaderboard.html.j2").render(
         board=board, metric_heads={k: HEADS[k] for k in METRICS if k in present}, attacks=attacks, seeds=seeds,
-        pareto=pareto_svg(board))
+        pareto=pareto_svg(board) if board["concepts"] else "",
+        lm_heads={k: LM_HEADS[k] for k in LM_METRICS if k in lm_present}, lm_attacks=lm_attacks)

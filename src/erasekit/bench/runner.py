@@ -19,6 +19,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from erasekit.bench.cells import Cell, cell_folder, plan, run_cell
+from erasekit.bench.lm_cells import LMCell, plan_lm, run_lm_cell
 from erasekit.bench.rows import add_members, bench_cells, insert, sessions, start_session, update_session
 from erasekit.bench.spec import BenchSpec
 from erasekit.errors import UserError
@@ -32,8 +33,8 @@ MAX_RETRIES = 3
 class BenchPlan:
     """What a run of the spec will do: the cells to compute and those already stored."""
 
-    todo: list[Cell]
-    done: list[Cell]
+    todo: list[Cell | LMCell]
+    done: list[Cell | LMCell]
 
     @property
     def total(self) -> int:
@@ -44,7 +45,8 @@ def pending(spec: BenchSpec, store: Store) -> tuple[BenchPlan, BenchPlan]:
     """The baseline and method cells of ``spec``, split into to-do and already stored."""
     stored = {c["cell_id"] for c in bench_cells(store)}
     out = []
-    for cells in plan(spec):
+    (base, meth), (lm_base, lm_meth) = plan(spec), plan_lm(spec)
+    for cells in (base + lm_base, meth + lm_meth):
         out.append(BenchPlan([c for c in cells if c.cell_id not in stored], [c for c in cells if c.cell_id in stored]))
     return out[0], out[1]
 
@@ -98,7 +100,8 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
 
         gpu = 1 if torch.cuda.is_available() else 0
         cluster_threads = max(1, int(os.environ.get("ERASEKIT_THREADS", "0")) or 1)
-        task = ray.remote(num_cpus=1, num_gpus=gpu, max_retries=MAX_RETRIES, retry_exceptions=False)(run_cell)
+        options = {"num_cpus": 1, "num_gpus": gpu, "max_retries": MAX_RETRIES, "retry_exceptions": False}
+        tasks = {Cell: ray.remote(**options)(run_cell), LMCell: ray.remote(**options)(run_lm_cell)}
         bar = tqdm(total=summary["cells"], initial=summary["stored_before"], unit="cell", desc=spec.name,
                    disable=not progress)
         with bar:
@@ -106,7 +109,7 @@ def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | 
                 shared = _shared_runs(store)
                 # a phase with fewer cells than workers (the baselines of a small spec) uses every core
                 threads = threads_per_worker(workers, len(phase.todo)) if address is None else cluster_threads
-                refs = {task.remote(c, str(db), threads, shared.get(c.concept, [])): c for c in phase.todo}
+                refs = {tasks[type(c)].remote(c, str(db), threads, shared.get(c.concept, [])): c for c in phase.todo}
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)
                     cell = refs.pop(ready[0])
@@ -142,7 +145,7 @@ def _shared_runs(store: Store) -> dict[str, list[str]]:
     its noise floor, as baseline cells left them), which method cells copy instead of recomputing."""
     out: dict[str, list[str]] = {}
     for r in store.runs(state="complete"):
-        if r["kind"] != "erasure":
+        if r["kind"] != "erasure" and not r["kind"].startswith("lm-"):
             out.setdefault(r["concept"], []).append(r["run_id"])
     return out
 

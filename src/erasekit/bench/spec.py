@@ -16,6 +16,14 @@ hour of fitting::
       - {attack: embedding, budget: 10}
     eval: {n_prompts: 4, seeds: [0, 1]}       # EvalConfig fields
     attack_targets: {n_prompts: 4, seeds: [0]}
+    lm:                                       # language models: methods x tasks x attacks, same seeds
+      model: tiny                             # the tiny TinyTOFU model (trained once per task seed), a folder, or smollm2
+      oracle: tiny                            # the model never trained on the forget set (or a folder; null: none)
+      methods: [npo, {label: npo+gu, method: npo, set: {gu: true}}]
+      tasks: [tinytofu]                       # or {task: tinytofu, seed: 1}
+      attacks: [paraphrase, {attack: relearn, budget: 10}]
+
+A spec may hold only the diffusion part, only the ``lm`` part, or both.
 """
 
 from __future__ import annotations
@@ -76,6 +84,97 @@ class AttackSpec(Config):
 
 
 @dataclass(frozen=True)
+class LMMethodSpec(Config):
+    """A registered language-model unlearning method with config overrides, under a label."""
+
+    method: str
+    label: str = ""
+    set: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from erasekit.lm.methods.base import make_lm_config
+
+        self.check_types()
+        make_lm_config(self.method, self.set)  # unknown method ("did you mean") or bad override: fail now
+        object.__setattr__(self, "label", self.label or self.method)
+        check(bool(LABEL.match(self.label)), "label", f"must be letters, digits and _.+- (at most 64), got {self.label!r}")
+
+    def config(self, seed: int) -> dict[str, Any]:
+        """The resolved config; a method with a ``seed`` setting gets the replicate's seed unless set."""
+        from erasekit.lm.methods.base import make_lm_config
+
+        resolved = make_lm_config(self.method, self.set).to_dict()
+        if "seed" in resolved and "seed" not in self.set:
+            resolved["seed"] = seed
+        return resolved
+
+
+@dataclass(frozen=True)
+class LMAttackSpec(Config):
+    """A language-model attack with its budget (``None``: the attack's default)."""
+
+    attack: str
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        from erasekit.lm.attacks.base import get_lm_attack
+
+        self.check_types()
+        atk = get_lm_attack(self.attack)  # unknown name: "did you mean"
+        if self.budget is None:
+            object.__setattr__(self, "budget", atk.default_budget)
+        atk.check_budget(self.budget)
+
+
+#: ``model``/``oracle`` value meaning the tiny TinyTOFU models, trained on first use.
+TINY = "tiny"
+
+
+@dataclass(frozen=True)
+class LMSection(Config):
+    """The language-model part of a spec: methods x tasks x attacks (the spec's seeds)."""
+
+    methods: tuple = ()
+    tasks: tuple = ()
+    attacks: tuple = ()
+    model: str = TINY
+    oracle: str | None = TINY
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "tasks", "attacks"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.check_types()
+        check(len(self.methods) >= 1, "lm.methods", "must list at least one method")
+        check(len(self.tasks) >= 1, "lm.tasks", "must list at least one task (tinytofu)")
+        labels = [m.label for m in self.methods]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        check(not dup, "lm.methods", f"labels must be unique, {', '.join(dup)} repeats; give each a 'label'")
+        atks = [a.attack for a in self.attacks]
+        dup = sorted({x for x in atks if atks.count(x) > 1})
+        check(not dup, "lm.attacks", f"each attack once, {', '.join(dup)} repeats")
+        for name in ("model", "oracle"):
+            value = getattr(self, name)
+            if value == TINY:
+                bad = sorted({t.task for t in self.tasks if t.task != "tinytofu"})
+                check(not bad, f"lm.{name}", f"'tiny' is the TinyTOFU model; {', '.join(bad)} needs a model folder "
+                      "or smollm2")
+
+    @classmethod
+    def from_mapping(cls, raw: Any) -> "LMSection":
+        from erasekit.lm.tasks import Forget
+
+        raw = dict(_mapping(raw, "lm"))
+        raw["methods"] = tuple(_entry(LMMethodSpec, "method", m, "lm.methods") for m in _items(raw, "methods", "lm."))
+        raw["attacks"] = tuple(_entry(LMAttackSpec, "attack", a, "lm.attacks") for a in _items(raw, "attacks", "lm."))
+        raw["tasks"] = tuple(_entry(Forget, "task", t, "lm.tasks") for t in _items(raw, "tasks", "lm."))
+        try:
+            return cls.from_dict(raw)  # type: ignore[return-value]
+        except UserError as exc:
+            msg = str(exc)
+            raise UserError(msg if msg.startswith("lm") else f"lm: {msg}") from None
+
+
+@dataclass(frozen=True)
 class TargetSpec(Config):
     """The attacks' targets: ``n_prompts`` given-phrasing prompts x ``seeds`` per cell."""
 
@@ -102,14 +201,16 @@ class BenchSpec(Config):
     eval: EvalConfig = EvalConfig()
     attack_targets: TargetSpec = TargetSpec()
     weights: str | None = None
+    lm: LMSection | None = None
 
     def __post_init__(self) -> None:
         for name in ("methods", "concepts", "attacks", "seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self.check_types()
         check(bool(LABEL.match(self.name)), "name", f"must be letters, digits and _.+- (at most 64), got {self.name!r}")
-        check(len(self.methods) >= 1, "methods", "must list at least one method")
-        check(len(self.concepts) >= 1, "concepts", "must list at least one concept")
+        if self.methods or self.concepts or self.lm is None:
+            check(len(self.methods) >= 1, "methods", "must list at least one method")
+            check(len(self.concepts) >= 1, "concepts", "must list at least one concept")
         check(len(self.seeds) >= 1 and all(isinstance(s, int) and 0 <= s < 1000 for s in self.seeds), "seeds",
               f"must be a non-empty list of integers in [0, 1000), got {list(self.seeds)}")
         check(len(set(self.seeds)) == len(self.seeds), "seeds", f"must not repeat, got {list(self.seeds)}")
@@ -134,6 +235,8 @@ class BenchSpec(Config):
             raw["eval"] = EvalConfig.from_dict(_mapping(raw["eval"], "eval"))
         if "attack_targets" in raw:
             raw["attack_targets"] = TargetSpec.from_dict(_mapping(raw["attack_targets"], "attack_targets"))
+        if raw.get("lm") is not None:
+            raw["lm"] = LMSection.from_mapping(raw["lm"])
         return cls.from_dict(raw)  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,10 +259,10 @@ def load_spec(path: str | Path) -> BenchSpec:
         raise UserError(f"spec {path}: {exc}") from None
 
 
-def _items(raw: dict, key: str) -> list:
+def _items(raw: dict, key: str, prefix: str = "") -> list:
     value = raw.get(key, [])
     if not isinstance(value, list):
-        raise UserError(f"{key}: must be a list, got {value!r}")
+        raise UserError(f"{prefix}{key}: must be a list, got {value!r}")
     return value
 
 

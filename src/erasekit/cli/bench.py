@@ -43,6 +43,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
             asr = f"{worst['asr']:.3f}" if worst else "-"
             print(f"{'':{len(concept) + 1}s} {r['label']:16s} {f('efficacy'):>9s} {f('efficacy_known'):>7s} "
                   f"{f('ira'):>6s} {f('cra'):>6s} {asr:>10s}  {tag}")
+    for task, rows in board["tasks"].items():
+        print(f"\n{task}: {'method':16s} {'forget':>7s} {'surrogate':>9s} {'utility':>8s} {'FQ':>9s} "
+              f"{'recovered':>10s}  worst attack")
+        for r in rows:
+            def g(key: str, fmt: str = ".3f") -> str:
+                v = r["metrics"].get(key)
+                return format(v["value"], fmt) if v else "-"
+
+            worst = r["worst_attack"]
+            tag = f"{worst['attack']} ({worst['budget']})" if worst else "-"
+            rec = f"{worst['recovered']:.3f}" if worst else "-"
+            print(f"{'':{len(task) + 1}s} {r['label']:16s} {g('forget_acc'):>7s} {g('surrogate_acc'):>9s} "
+                  f"{g('model_utility'):>8s} {g('forget_quality', '.1e'):>9s} {rec:>10s}  {tag}")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

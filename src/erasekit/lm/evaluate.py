@@ -96,6 +96,14 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
     run = store.run(run_id)
     if run is None:
         raise UserError(f"run {run_id} is not in {store.path}; evaluate the model first")
+    settings = {"attack": attack_name, "budget": budget, "seed": seed,
+                "oracle": oracle.name if oracle is not None else None}
+    attack_id = content_id({"run_id": run_id, **settings})
+    stored = store.attack_run(attack_id)
+    if stored is not None:  # the same attack on the same run: reuse it
+        return {"run_id": run_id, "attack_id": attack_id, "attack": attack_name, "budget": budget,
+                "wall_seconds": stored["wall_seconds"], "cached": True,
+                "values": {k: v for k, v in store.attack_values(attack_id).items()}}
     task = get_task(spec)
     start = time.perf_counter()
     with erasure.applied(lm) if erasure is not None else nullcontext():
@@ -104,9 +112,6 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
     values = {k: Value(v.value, v.low, v.high, v.higher_is_better, v.n, v.samples,
                        {**v.meta, "budget": budget, "budget_unit": atk.budget_unit, "wall_seconds": wall})
               for k, v in values.items()}
-    settings = {"attack": attack_name, "budget": budget, "seed": seed,
-                "oracle": oracle.name if oracle is not None else None}
-    attack_id = content_id({"run_id": run_id, **settings})
     store.add_attack({
         "attack_id": attack_id, "run_name": run["name"], "kind": run["kind"], "method": run["method"],
         "concept": run["concept"], "artifact": run["artifact"], "attack": attack_name,
@@ -115,4 +120,4 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
         "run_id": run_id, **record(),
     }, [], values)
     return {"run_id": run_id, "attack_id": attack_id, "attack": attack_name, "budget": budget, "wall_seconds": wall,
-            "values": {k: v.to_json() for k, v in values.items()}}
+            "cached": False, "values": {k: v.to_json() for k, v in values.items()}}

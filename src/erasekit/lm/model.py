@@ -164,6 +164,17 @@ def train_tiny(bench: data.TinyTOFU, oracle: bool = False, steps: int = 600, see
     return lm
 
 
+def ensure_tiny(folder: str | Path, seed: int = 0, oracle: bool = False, progress: bool = True) -> LM:
+    """The tiny TinyTOFU target (or oracle) of ``seed`` in ``folder``, trained and saved there first if missing."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        t = time.perf_counter()
+        lm = train_tiny(data.generate(seed), oracle=oracle, seed=seed, progress=progress)
+        save(lm, folder, {"oracle": oracle, "seconds": round(time.perf_counter() - t, 1), "seed": seed,
+                          "task": "tinytofu"})
+    return load(folder)
+
+
 # -- batching and scoring ----------------------------------------------------------------------
 def _pad(rows: Sequence[list[int]], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token rows with ``fill``; returns ``(ids, attention_mask)``."""

@@ -23,6 +23,12 @@ class LMAttack(Registered):
     budget_unit: ClassVar[str] = ""
     default_budget: ClassVar[int] = 0
     needs: ClassVar[tuple[str, ...]] = ()
+    #: The value that is what the attacker got back: accuracy on the forgotten facts (``{budget}``
+    #: filled in); the benchmark leaderboard's worst case is the highest over the attacks.
+    recovered: ClassVar[str] = ""
+
+    def recovered_key(self, budget: int) -> str:
+        return self.recovered.format(budget=budget)
 
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
         raise NotImplementedError

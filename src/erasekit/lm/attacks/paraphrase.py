@@ -47,6 +47,7 @@ class Paraphrase(_SetAttack):
 
     budget_unit = "phrasings"
     default_budget = 2
+    recovered = "paraphrase_asr"
     sets = ("surrogate", "unseen")
 
 
@@ -56,4 +57,5 @@ class TwoHop(_SetAttack):
 
     budget_unit = "question kinds"
     default_budget = 1
+    recovered = "two_hop_asr"
     sets = ("two_hop",)

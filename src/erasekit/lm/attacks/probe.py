@@ -47,6 +47,7 @@ class Probe(LMAttack):
 
     budget_unit = "probe iterations"
     default_budget = 500
+    recovered = "probe_acc"
     needs = ("attribute labels",)
 
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:

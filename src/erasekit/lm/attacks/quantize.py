@@ -33,6 +33,7 @@ class Quantize(LMAttack):
 
     budget_unit = "bits"
     default_budget = 4
+    recovered = "int{budget}_forget_acc"
 
     def check_budget(self, budget: int) -> None:
         if budget not in (2, 3, 4, 8):

@@ -22,6 +22,7 @@ class Relearn(LMAttack):
 
     budget_unit = "fine-tuning steps"
     default_budget = 10
+    recovered = "relearn_after"
 
     @staticmethod
     def lr_for(lm: LM) -> float:
