@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -125,7 +126,7 @@ def test_evaluate_attack_store_and_report(tiny_lms, tmp_path) -> None:
     counts = build_report(store, tmp_path / "report.html")
     html = (tmp_path / "report.html").read_text()
     assert counts["runs"] == 2 and "Language models" in html and "relearn_recovery" in html
-    assert html.count("<circle") >= 2 * 2  # both runs on both scatter panels
+    assert len(re.findall(r'id="lm-(fu|rs)-\d+"', html)) >= 2 * 2  # both runs on both scatter panels
 
     from browser import load_page
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from erasekit.bench.leaderboard import LM_METRICS, METRICS, leaderboard
@@ -19,42 +18,35 @@ LM_HEADS = {"forget_acc": "forget acc.", "surrogate_acc": "surrogate phrasing", 
 
 def pareto_svg(board: dict[str, Any]) -> str:
     """Efficacy under the strongest attack (1 - worst-case ASR) against IRA, per method and concept."""
-    import matplotlib
+    from erasekit.plots import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     markers = "osD^v<>Ph*"
-    for k, (concept, rows) in enumerate(board["concepts"].items()):
-        pts = []
-        for r in rows:
-            ira, worst = r["metrics"].get("ira"), r["worst_attack"]
-            if r["method"] is None or ira is None or worst is None:
-                continue
-            pts.append((r["label"], ira, worst))
-        for label, ira, worst in pts:
-            x, y = ira["value"], 1 - worst["asr"]
-            front = not any(o_ira["value"] >= x and 1 - o_w["asr"] >= y and (o_ira["value"], 1 - o_w["asr"]) != (x, y)
-                            for _, o_ira, o_w in pts)
-            xerr = [[max(0.0, x - ira["ci95"][0])], [max(0.0, ira["ci95"][1] - x)]] if ira.get("ci95") else None
-            yerr = [[max(0.0, y - (1 - worst["ci95"][1]))], [max(0.0, (1 - worst["ci95"][0]) - y)]]
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[k % len(markers)], color=f"C{k}", alpha=0.9,
-                        markerfacecolor=f"C{k}" if front else "white", capsize=2, lw=0.8)
-            ax.annotate(f"{label}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.plot([], [], markers[k % len(markers)], color=f"C{k}", label=concept)
-    ax.set_xlabel("in-domain retention (IRA)")
-    ax.set_ylabel("efficacy under the strongest attack (1 - ASR)")
-    ax.set_xlim(-0.05, 1.05)
-    ax.set_ylim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inside HTML
+    with figure(6.4, 4.2) as (fig, ax, out):
+        for k, (concept, rows) in enumerate(board["concepts"].items()):
+            pts = []
+            for r in rows:
+                ira, worst = r["metrics"].get("ira"), r["worst_attack"]
+                if r["method"] is None or ira is None or worst is None:
+                    continue
+                pts.append((r["label"], ira, worst))
+            for label, ira, worst in pts:
+                x, y = ira["value"], 1 - worst["asr"]
+                front = not any(o_ira["value"] >= x and 1 - o_w["asr"] >= y and (o_ira["value"], 1 - o_w["asr"]) != (x, y)
+                                for _, o_ira, o_w in pts)
+                xerr = [[max(0.0, x - ira["ci95"][0])], [max(0.0, ira["ci95"][1] - x)]] if ira.get("ci95") else None
+                yerr = [[max(0.0, y - (1 - worst["ci95"][1]))], [max(0.0, (1 - worst["ci95"][0]) - y)]]
+                bars = ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[k % len(markers)], color=f"C{k}", alpha=0.9,
+                                   markerfacecolor=f"C{k}" if front else "white", capsize=2, lw=0.8)
+                bars.lines[0].set_gid(f"pareto-{board['bench']}-{concept}-{label}")
+                ax.annotate(f"{label}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.plot([], [], markers[k % len(markers)], color=f"C{k}", label=concept)
+        ax.set_xlabel("in-domain retention (IRA)")
+        ax.set_ylabel("efficacy under the strongest attack (1 - ASR)")
+        ax.set_xlim(-0.05, 1.05)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    return out[0]
 
 
 def leaderboard_html(store: Store, bench: str) -> str:

@@ -51,19 +51,21 @@ class MethodSpec(Config):
     label: str = ""
     set: dict = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    @staticmethod
+    def make_config(method: str, overrides: dict) -> Config:
         from erasekit.erasure import make_config
 
+        return make_config(method, overrides)
+
+    def __post_init__(self) -> None:
         self.check_types()
-        make_config(self.method, self.set)  # unknown method ("did you mean") or bad override: fail now
+        self.make_config(self.method, self.set)  # unknown method ("did you mean") or bad override: fail now
         object.__setattr__(self, "label", self.label or self.method)
         check(bool(LABEL.match(self.label)), "label", f"must be letters, digits and _.+- (at most 64), got {self.label!r}")
 
     def config(self) -> dict[str, Any]:
         """The method's full resolved config (defaults with the overrides)."""
-        from erasekit.erasure import make_config
-
-        return make_config(self.method, self.set).to_dict()
+        return self.make_config(self.method, self.set).to_dict()
 
 
 @dataclass(frozen=True)
@@ -84,26 +86,18 @@ class AttackSpec(Config):
 
 
 @dataclass(frozen=True)
-class LMMethodSpec(Config):
+class LMMethodSpec(MethodSpec):
     """A registered language-model unlearning method with config overrides, under a label."""
 
-    method: str
-    label: str = ""
-    set: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    @staticmethod
+    def make_config(method: str, overrides: dict) -> Config:
         from erasekit.lm.methods.base import make_lm_config
 
-        self.check_types()
-        make_lm_config(self.method, self.set)  # unknown method ("did you mean") or bad override: fail now
-        object.__setattr__(self, "label", self.label or self.method)
-        check(bool(LABEL.match(self.label)), "label", f"must be letters, digits and _.+- (at most 64), got {self.label!r}")
+        return make_lm_config(method, overrides)
 
-    def config(self, seed: int) -> dict[str, Any]:
+    def config(self, seed: int = 0) -> dict[str, Any]:  # type: ignore[override]
         """The resolved config; a method with a ``seed`` setting gets the replicate's seed unless set."""
-        from erasekit.lm.methods.base import make_lm_config
-
-        resolved = make_lm_config(self.method, self.set).to_dict()
+        resolved = super().config()
         if "seed" in resolved and "seed" not in self.set:
             resolved["seed"] = seed
         return resolved
