@@ -91,10 +91,11 @@ def encode(pipe: DiffusionPipeline, prompts: list[str], batch: int = 256) -> Enc
         tok = pipe.tokenizer(chunk, padding="max_length", max_length=max_length(pipe), truncation=True,
                              return_tensors="pt")
         if hasattr(pipe, "encode_text"):  # the testbed (BERT: attention mask)
-            states.append(pipe.encode_text(chunk).float())
+            out = pipe.encode_text(chunk)
         else:  # StableDiffusionPipeline and friends
-            device = pipe.text_encoder.device
-            states.append(pipe.encode_prompt(chunk, device, 1, False)[0].float())
+            out = pipe.encode_prompt(chunk, pipe.text_encoder.device, 1, False)[0]
+        # solves run in float32 at least (float64 stays float64)
+        states.append(out if out.dtype == torch.float64 else out.float())
         ids_all.append(tok.input_ids)
         lengths.append(tok.attention_mask.sum(1))
     return Encoded(torch.cat(states), torch.cat(lengths), torch.cat(ids_all))

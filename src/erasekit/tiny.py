@@ -12,10 +12,13 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from erasekit.encoders import load_text_encoder
 
 
-def tiny_sd_pipeline(seed: int = 0, cross_attention_dim: int = 32) -> StableDiffusionPipeline:
+def tiny_sd_pipeline(seed: int = 0, cross_attention_dim: int = 32,
+                     block_out_channels: tuple[int, int] = (32, 64)) -> StableDiffusionPipeline:
     """SD-1.x block layout (cross-attention down/up blocks, mid block), CLIP text encoder, KL VAE.
 
     The tokenizer is MiniLM's (the only one offline); the CLIP encoder's vocabulary matches it.
+    ``cross_attention_dim=768, block_out_channels=(320, 640)`` gives cross-attention K/V matrices of
+    SD-1.4's shapes (320 x 768 and 640 x 768).
     """
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -24,7 +27,7 @@ def tiny_sd_pipeline(seed: int = 0, cross_attention_dim: int = 32) -> StableDiff
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(32, 64),
+        block_out_channels=block_out_channels,
         layers_per_block=1,
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=4,

@@ -2,10 +2,21 @@
 
 Closed-form edit of every cross-attention ``to_k`` / ``to_v`` so that the keys of the erase
 prompts produce what the aligned guide prompts produced, while preserved prompts keep their
-outputs. Token choice: every token of each erase prompt, aligned with the guide prompt by shared
-prefix and suffix (the surrounding words and the padding, as in the original 2023 code that used
-the subject token plus every following EOS/pad token, and as MACE aligns contexts); the concept's
-own tokens map onto the guide's slot tokens (or its first following token when the guide is empty).
+outputs. Which token states are the keys (``tokens``):
+
+- ``aligned`` (default): every token of each erase prompt, aligned with the guide prompt by shared
+  prefix and suffix (the surrounding words and the padding, as MACE aligns contexts); the
+  concept's own tokens map onto the guide's slot tokens (or its first following token when the
+  guide is empty); every token of every preserved prompt.
+- ``last``: the official script today (``trainscripts/uce_sd_erase.py``): one key per prompt, the
+  last word token (index ``attention_mask.sum() - 2``), for erase, guide and preserved prompts alike.
+- ``last_and_after``: the official 2023 script (``train-scripts/train_erase.py``): the last word
+  token and every token after it (end-of-text and padding), erase and guide rows paired from
+  their last word tokens and cut to the same count; every token of every preserved prompt.
+
+On the testbed's templates ("a red skull on a striped background") the last word is the
+background's, not the concept's, so ``last`` and ``last_and_after`` key the edit on context; the
+measured effect of each choice is in docs/results.md (UCE token selection).
 """
 
 from __future__ import annotations
@@ -50,6 +61,34 @@ def aligned_keys(erase: Encoded, guide: Encoded) -> tuple[torch.Tensor, torch.Te
     return torch.cat(cs), torch.cat(gs)
 
 
+def last_index(enc: Encoded, k: int) -> int:
+    """The last word token of prompt ``k`` (the official scripts' ``attention_mask.sum() - 2``;
+    the start token for an empty prompt)."""
+    return max(int(enc.lengths[k]) - 2, 0)
+
+
+def last_keys(enc: Encoded) -> torch.Tensor:
+    """One key per prompt: its last word token's state, ``(N, d)``."""
+    return torch.stack([enc.states[k, last_index(enc, k)] for k in range(enc.states.shape[0])])
+
+
+def last_and_after_keys(erase: Encoded, guide: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each erase prompt's last word token and every token after it, paired with the guide
+    prompt's from its own last word token, both cut to the same count: ``(C, G)``."""
+    total = erase.states.shape[1]
+    cs, gs = [], []
+    for k in range(erase.states.shape[0]):
+        fe, fg = last_index(erase, k), last_index(guide, k)
+        far = max(fe, fg)
+        cs.append(erase.states[k, fe:total - (far - fe)])
+        gs.append(guide.states[k, fg:total - (far - fg)])
+    return torch.cat(cs), torch.cat(gs)
+
+
+#: UCEConfig.tokens values.
+TOKEN_CHOICES = ("aligned", "last", "last_and_after")
+
+
 def all_keys(enc: Encoded) -> torch.Tensor:
     """Every token state of every prompt, ``(N * L, d)``."""
     return enc.states.reshape(-1, enc.states.shape[-1])
@@ -57,27 +96,39 @@ def all_keys(enc: Encoded) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class UCEConfig(MethodConfig):
-    """``lamb`` keeps W near W0; ``erase_scale`` / ``preserve_scale`` weight the two key sets."""
+    """``lamb`` keeps W near W0; ``erase_scale`` / ``preserve_scale`` weight the two key sets;
+    ``tokens`` picks the key rows (module docstring)."""
 
     lamb: float = 0.5
     erase_scale: float = 1.0
     preserve_scale: float = 1.0
     edit_keys: bool = True
+    tokens: str = "aligned"
 
     def __post_init__(self) -> None:
         self.check_types()
+        check(self.tokens in TOKEN_CHOICES, "tokens", f"must be one of {', '.join(TOKEN_CHOICES)}, got {self.tokens!r}")
         check(self.lamb > 0, "lamb", f"must be > 0, got {self.lamb}")
         check(self.erase_scale > 0, "erase_scale", f"must be > 0, got {self.erase_scale}")
         check(self.preserve_scale >= 0, "preserve_scale", f"must be >= 0, got {self.preserve_scale}")
 
 
-def uce_keys(pipe: DiffusionPipeline, concept: Concept) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Erase keys, their aligned guide keys, and the preserved keys of ``concept``."""
+def select_keys(erase: Encoded, guide: Encoded, preserve: Encoded | None,
+                tokens: str = "aligned") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Erase keys, their guide keys and the preserved keys, as ``tokens`` picks them."""
+    if tokens == "last":
+        return last_keys(erase), last_keys(guide), None if preserve is None else last_keys(preserve)
+    c, g = last_and_after_keys(erase, guide) if tokens == "last_and_after" else aligned_keys(erase, guide)
+    return c, g, None if preserve is None else all_keys(preserve)
+
+
+def uce_keys(pipe: DiffusionPipeline, concept: Concept,
+             tokens: str = "aligned") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Erase keys, their guide keys, and the preserved keys of ``concept``."""
     erase = encode(pipe, concept.erase_prompts())
     guide = encode(pipe, concept.guide_prompts())
-    c, g = aligned_keys(erase, guide)
-    preserve = all_keys(encode(pipe, list(concept.preserve))) if concept.preserve else None
-    return c, g, preserve
+    preserve = encode(pipe, list(concept.preserve)) if concept.preserve else None
+    return select_keys(erase, guide, preserve, tokens)
 
 
 def edited_kv(pipe: DiffusionPipeline, factor: torch.Tensor, edit_keys: bool = True) -> dict[str, torch.Tensor]:
@@ -100,7 +151,7 @@ class UCE(Method):
     def fit(self, pipe: DiffusionPipeline, concept: Concept, config: MethodConfig, progress: bool = True) -> Erasure:
         assert isinstance(config, UCEConfig)
         with tqdm(total=2, desc="uce", disable=not progress) as bar:
-            c, g, p = uce_keys(pipe, concept)
+            c, g, p = uce_keys(pipe, concept, config.tokens)
             bar.update(1)
             factor = uce_right_factor(c, g, p, config.lamb, config.erase_scale, config.preserve_scale)
             tensors = edited_kv(pipe, factor, config.edit_keys)
