@@ -167,7 +167,8 @@ def load_erasure(folder: str | None, flag: str = "--erasure") -> Any:
 
 #: Library argument names -> the flags that set them (library errors start with ``name:``).
 FLAGS = {"metrics": "--metrics", "budget": "--budget", "n_prompts": "--prompts", "seeds": "--seeds",
-         "steps": "--steps", "guidance": "--guidance", "batch": "--batch"}
+         "steps": "--steps", "guidance": "--guidance", "batch": "--batch", "n_dirs": "--dirs", "k": "--k",
+         "layer": "--layer"}
 
 
 def flag_message(message: str, args: argparse.Namespace | None) -> str:
