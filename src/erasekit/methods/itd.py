@@ -152,9 +152,8 @@ class ItDConfig(MethodConfig):
     def __post_init__(self) -> None:
         self.check_types()
         check(self.layer is None or self.layer >= 0, "layer", f"must be >= 0, got {self.layer}")
-        check(self.n_dirs >= 1, "n_dirs", f"must be >= 1, got {self.n_dirs}")
-        check(1 <= self.k <= self.n_dirs, "k", f"must be in [1, n_dirs={self.n_dirs}], got {self.k}")
         check(self.sae_steps >= 1, "sae_steps", f"must be >= 1, got {self.sae_steps}")
+        self.sae_config()  # n_dirs and k: the autoencoder's own checks
         check(self.n_features >= 1, "n_features", f"must be >= 1, got {self.n_features}")
         check(self.scale >= 0, "scale", f"must be >= 0, got {self.scale}")
         check(0 < self.gate <= 1, "gate", f"must be in (0, 1], got {self.gate}")
