@@ -81,7 +81,7 @@ def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
             h.update(name.encode() + b"\0" + blob)
             size += len(blob)
     return {**erasure.to_json(), "digest": h.hexdigest()[:16], "artifact_bytes": size,
-            "params_changed": int(sum(t.numel() for t in erasure.tensors.values())), "folder": str(folder)}
+            "params_changed": int(sum(t.numel() for t in erasure.weights.values())), "folder": str(folder)}
 
 
 def floor_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
@@ -159,7 +159,7 @@ def evaluate(
     base_fp = fingerprint(pipe)
     info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
     if erasure is not None and info is None:
-        info = {**erasure.to_json(), "digest": None, "params_changed": int(sum(t.numel() for t in erasure.tensors.values()))}
+        info = {**erasure.to_json(), "digest": None, "params_changed": int(sum(t.numel() for t in erasure.weights.values()))}
     key = {"base": base_fp, "concept": concept.to_dict(), "eval": cfg.to_dict(),
            "artifact": None if info is None else info.get("digest") or info["config"]}
     if kind is not None:  # an oracle run is its own run even on the same weights
