@@ -205,6 +205,8 @@ class IRECE(Method):
         scheduler.step = step
 
         def remove() -> None:
+            if scheduler.__dict__.get("step") is not step:
+                raise RuntimeError("another hook wrapped pipe.scheduler.step after this irece; remove that one first")
             if before is None:
                 del scheduler.step
             else:
