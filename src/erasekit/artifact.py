@@ -1,7 +1,8 @@
 """The artifact every erasure method returns, for any model family: ``config.json`` (method,
 config, concept or forget spec, erasekit version, fingerprint of the base weights) plus
 ``weights.safetensors`` holding only the touched tensors (empty for inference-time methods,
-whose ``apply`` installs a hook instead).
+whose ``apply`` installs a hook instead, unless their hook carries tensors of its own: those are
+named under :data:`ADAPTER_PREFIX`, saved and loaded with the rest, and never written into the model).
 
 Model families (diffusion pipelines in :mod:`erasekit.erasure`, language models in
 :mod:`erasekit.lm.methods.base`) each declare a :class:`ModelFamily`: where their methods are
@@ -33,6 +34,9 @@ from erasekit.registry import Registered, Registry
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: Artifact tensors under this name prefix belong to the method's inference-time hook (SPM's
+#: low-rank factors, CGCE's classifier): saved and loaded like the others, never copied into the model.
+ADAPTER_PREFIX = "adapter."
 
 
 class Fitter(Registered):
@@ -96,6 +100,16 @@ class Artifact:
         """Whether applying copies tensors in (``False``: an inference-time hook)."""
         return self.fitter.declared_group(self.config) is not None
 
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The tensors :meth:`apply` copies into the model (every tensor outside :data:`ADAPTER_PREFIX`)."""
+        return {k: v for k, v in self.tensors.items() if not k.startswith(ADAPTER_PREFIX)}
+
+    def adapter(self, name: str = "") -> dict[str, torch.Tensor]:
+        """The hook's own tensors under ``adapter.<name>``, keyed by the rest of their names."""
+        prefix = ADAPTER_PREFIX + name
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
     # -- apply / remove ------------------------------------------------------------------------
     def check(self, target: Any, force: bool = False) -> None:
         """Raise a :class:`~erasekit.errors.UserError` unless this artifact fits ``target``: the same
@@ -108,7 +122,11 @@ class Artifact:
                     f"this {self.method} artifact was fitted on base weights {self.base_fingerprint}, but the "
                     f"model's are {fp}; load the same base model or pass force=True"
                 )
-        for key, value in self.tensors.items() if self.edits_weights else ():  # hooks keep their own tensors
+        if self.weights and not self.edits_weights:
+            raise UserError(f"this {self.method} artifact holds weight tensors (e.g. {next(iter(self.weights))}) but "
+                            f"{self.method} is an inference-time method; a hook's tensors are named "
+                            f"{ADAPTER_PREFIX}*: re-run `erasekit erase`")
+        for key, value in self.weights.items():
             param = self.parameter(target, key)
             if param.shape != value.shape:
                 raise UserError(f"{key}: artifact shape {tuple(value.shape)} != model {tuple(param.shape)}; "
@@ -131,7 +149,7 @@ class Artifact:
         if self.edits_weights:
             originals: dict[str, torch.Tensor] = {}
             with torch.no_grad():
-                for key, value in self.tensors.items():
+                for key, value in self.weights.items():
                     param = self.parameter(target, key)
                     originals[key] = param.detach().clone()
                     param.copy_(value.to(param.device, param.dtype))

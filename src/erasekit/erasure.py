@@ -53,8 +53,9 @@ class Erasure(Artifact):
 
     def export(self, pipe: DiffusionPipeline, folder: str | Path, force: bool = False) -> Path:
         """Write a full diffusers pipeline folder with this erasure baked in (weight methods only)."""
-        if not self.tensors:
-            raise UserError(f"{self.method} is an inference-time method; export needs a weight-editing method")
+        if not self.edits_weights or len(self.weights) < len(self.tensors):
+            raise UserError(f"{self.method} acts through an inference-time hook, which a pipeline folder cannot hold; "
+                            "export needs a weight-editing method (apply the artifact to the pipeline instead)")
         folder = Path(folder)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None))
         try:
