@@ -29,18 +29,6 @@ CONCEPT = Concept(
 PROMPTS = ["a red skull on a plain background", "a blue star on polka dots"]
 
 
-@pytest.fixture(scope="module")
-def tiny_sd():
-    from erasekit.tiny import tiny_sd_pipeline
-
-    return tiny_sd_pipeline()
-
-
-@pytest.fixture(params=["tiny_sd", "testbed"])
-def pipe(request, tiny_sd, random_testbed):
-    return tiny_sd if request.param == "tiny_sd" else random_testbed
-
-
 def _images(pipe) -> np.ndarray:
     gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
     return pipe(PROMPTS, num_inference_steps=3, guidance_scale=3.0, generator=gens, output_type="np").images

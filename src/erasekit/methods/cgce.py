@@ -22,12 +22,13 @@ What is inferred here:
   normalised gradient steps on ``sum_k softplus(logit_k)`` over the classifiers that flagged it,
   each step of length ``refine_lr`` times the embedding's norm. The attention weights are held
   fixed in that gradient, so each token moves against the readout direction in proportion to the
-  attention it gets. With them free the concept stayed in the image, presumably because moving
-  the classifier's attention lowers the score more cheaply (testbed ``heart``, 8 prompts x 2
-  seeds, 10 steps of 0.1: 12 of 16 images still hearts; 15 of 16 with a LayerNorm and GELU in the
-  classifier; 0 of 16 with the weights fixed). The gradients of several applied CGCE artifacts add up (one shared hook; the
-  largest ``refine_steps`` and ``refine_lr`` of the applied ones are used). Toward a caller who
-  differentiates through it, the refinement is the identity (its change is added as a constant).
+  attention it gets. With them free the concept stayed in the image, presumably because moving the
+  classifier's attention lowers the score more cheaply (testbed ``heart``, 8 prompts x 2 seeds, 10
+  steps of 0.1: 12 of 16 images still hearts; 15 of 16 with a LayerNorm and GELU in the
+  classifier; 0 of 16 with the weights fixed). The gradients of several applied CGCE artifacts add
+  up (one shared hook; the largest ``refine_steps`` and ``refine_lr`` of the applied ones are
+  used). Toward a caller who differentiates through it, the refinement is the identity (its change
+  is added as a constant).
 - **Where it acts**: a forward-pre hook on the UNet's ``encoder_hidden_states``: the conditional
   half of a classifier-free-guidance batch, every row of any other batch. An embedding no
   classifier flags passes through untouched, bit for bit.
@@ -224,7 +225,7 @@ GUARDS: "weakref.WeakKeyDictionary[torch.nn.Module, Guard]" = weakref.WeakKeyDic
 
 @METHODS.register("cgce")
 class CGCE(Method):
-    """CGCE: a text-embedding classifier flags the concept; flagged embeddings are refined by its gradient (Nguyen & Patel 2025)."""
+    """CGCE: a classifier on text embeddings flags the concept; its gradient refines them (Nguyen & Patel 2025)."""
 
     config_class = CGCEConfig
     group = None
@@ -243,9 +244,9 @@ class CGCE(Method):
         with torch.no_grad():
             accuracy = float(((clf(states) > 0).float() == labels).float().mean())
         tensors = {f"{ADAPTER_PREFIX}{CLASSIFIER}{k}": v.detach().clone() for k, v in clf.state_dict().items()}
-        return Erasure(self.name, config, concept, base_fp, tensors,
-                       extra={"positives": len(positives), "negatives": len(negatives),
-                              "train_accuracy": round(accuracy, 4), "final_loss": round(float(np.mean(losses[-10:])), 4)})
+        extra = {"positives": len(positives), "negatives": len(negatives), "train_accuracy": round(accuracy, 4),
+                 "final_loss": round(float(np.mean(losses[-10:])), 4)}
+        return Erasure(self.name, config, concept, base_fp, tensors, extra=extra)
 
     def install(self, pipe: DiffusionPipeline, erasure: Erasure) -> Callable[[], None]:
         config = erasure.config

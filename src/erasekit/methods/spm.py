@@ -186,7 +186,8 @@ def sample_anchors(concept: torch.Tensor, n: int, gen: torch.Generator) -> torch
 
 # -- facilitated transport -----------------------------------------------------------------------
 def _row_key(row: torch.Tensor) -> bytes:
-    return hashlib.blake2b(row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(), digest_size=16).digest()
+    data = row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def token_overlap(prompt_ids: frozenset[int], phrase_ids: frozenset[int]) -> float:
@@ -229,7 +230,7 @@ def multipliers(states: torch.Tensor, phrases: torch.Tensor, phrase_ids: list[fr
 
 @METHODS.register("spm")
 class SPM(Method):
-    """SPM: a gated rank-1 adapter in every transformer block, trained with ESD plus latent anchoring (Lyu et al. 2024)."""
+    """SPM: gated rank-1 adapters in the transformer blocks, ESD loss plus latent anchoring (Lyu et al. 2024)."""
 
     config_class = SPMConfig
     group = None
@@ -244,9 +245,11 @@ class SPM(Method):
         unet = pipe.unet
         modules = adapted_modules(unet)
         if not modules:
-            raise UserError(f"{type(unet).__name__} has no transformer blocks to adapt; SPM needs a cross-attention UNet")
+            raise UserError(f"{type(unet).__name__} has no transformer blocks to adapt; SPM needs a UNet with "
+                            "cross-attention blocks")
         gen = torch.Generator().manual_seed(config.seed)
-        factors = {k: v.to(unet.device).requires_grad_(True) for k, v in init_factors(modules, config.rank, gen).items()}
+        factors = init_factors(modules, config.rank, gen)
+        factors = {k: v.to(unet.device).requires_grad_(True) for k, v in factors.items()}
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
         opt = torch.optim.Adam(list(factors.values()), lr=config.lr)
