@@ -172,3 +172,15 @@ def test_a_closed_gate_leaves_other_prompts_pixel_identical(method, overrides, p
     np.testing.assert_array_equal(alone_after, alone)
     np.testing.assert_array_equal(mixed_after[1], mixed[1])
     assert np.abs(mixed_after[0] - mixed[0]).max() > 0
+
+
+@pytest.mark.parametrize("method,key,value,says", [
+    ("spm", "gate_threshold", 1.5, "must be in [0, 1]"), ("spm", "la_strength", -1.0, "0 turns latent anchoring off"),
+    ("spm", "rank", 0, "integer >= 1"), ("cgce", "hidden", 30, "multiple of heads (4)"),
+    ("cgce", "threshold", 1.0, "probability in (0, 1)"), ("cgce", "refine_lr", 0.0, "relative to the embedding's norm"),
+])
+def test_bad_configs_name_the_value_and_the_rule(method, key, value, says):
+    with pytest.raises(ValueError) as err:
+        make_config(method, {key: value})
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"{key}: ") and says in line and str(value) in line

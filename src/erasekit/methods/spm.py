@@ -71,7 +71,7 @@ class SPMConfig(MethodConfig):
     eta: float = 1.0
     start_guidance: float = 3.0
     ddim_steps: int = 25
-    la_strength: float = 1000.0
+    la_strength: float = 100.0
     anchors: int = 4
     transport: bool = True
     gate_threshold: float = 0.0
