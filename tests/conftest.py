@@ -38,6 +38,20 @@ def random_testbed(text_encoder):
 
 
 @pytest.fixture(scope="session")
+def tiny_sd():
+    """A tiny Stable-Diffusion-layout pipeline with random weights (CLIP text encoder, KL VAE)."""
+    from erasekit.tiny import tiny_sd_pipeline
+
+    return tiny_sd_pipeline()
+
+
+@pytest.fixture(params=["tiny_sd", "testbed"])
+def pipe(request, tiny_sd, random_testbed):
+    """The tiny SD pipeline and the random-weight testbed in turn: what every method must run on."""
+    return tiny_sd if request.param == "tiny_sd" else random_testbed
+
+
+@pytest.fixture(scope="session")
 def shipped_testbed():
     from erasekit.testbed.pipeline import load_testbed
 

@@ -5,9 +5,10 @@ prompt encoding with token lengths, named parameter groups, and a fingerprint of
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from diffusers import DiffusionPipeline
@@ -68,6 +69,21 @@ def kv_layers(pipe: DiffusionPipeline) -> dict[str, torch.nn.Linear]:
     }
 
 
+@contextmanager
+def frozen(*modules: torch.nn.Module) -> Iterator[None]:
+    """The modules' weights frozen (no gradients) and in eval mode; restored afterwards."""
+    saved = [([p.requires_grad for p in m.parameters()], m.training) for m in modules]
+    for m in modules:
+        m.requires_grad_(False).eval()
+    try:
+        yield
+    finally:
+        for m, (req, was) in zip(modules, saved):
+            for p, r in zip(m.parameters(), req):
+                p.requires_grad_(r)
+            m.train(was)
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Token states ``(N, L, D)`` and the number of real (non-padding) tokens of each prompt."""
@@ -124,6 +140,18 @@ def unet_call_hook(pipe: DiffusionPipeline, hook: Callable, with_pre: bool = Fal
     else:
         handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
     return handle.remove
+
+
+def call_states(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The ``encoder_hidden_states`` of a UNet call as a hook sees it (keyword or third positional argument)."""
+    return kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+
+
+def with_call_states(args: tuple, kwargs: dict, states: torch.Tensor) -> tuple[tuple, dict]:
+    """A UNet call's ``(args, kwargs)`` with ``encoder_hidden_states`` replaced: a forward-pre hook's return value."""
+    if "encoder_hidden_states" in kwargs:
+        return args, {**kwargs, "encoder_hidden_states": states}
+    return (*args[:2], states, *args[3:]), kwargs
 
 
 def is_pipeline_folder(path: str | Path) -> bool:

@@ -29,18 +29,6 @@ CONCEPT = Concept(
 PROMPTS = ["a red skull on a plain background", "a blue star on polka dots"]
 
 
-@pytest.fixture(scope="module")
-def tiny_sd():
-    from erasekit.tiny import tiny_sd_pipeline
-
-    return tiny_sd_pipeline()
-
-
-@pytest.fixture(params=["tiny_sd", "testbed"])
-def pipe(request, tiny_sd, random_testbed):
-    return tiny_sd if request.param == "tiny_sd" else random_testbed
-
-
 def _images(pipe) -> np.ndarray:
     gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
     return pipe(PROMPTS, num_inference_steps=3, guidance_scale=3.0, generator=gens, output_type="np").images
@@ -73,18 +61,23 @@ def test_method_contract(name, pipe, tmp_path):
     for k, v in before_state.items():
         torch.testing.assert_close(after_fit[k], v, rtol=0, atol=0)
 
-    # only tensors of the declared group are in the artifact (a hook: only its own adapter.* tensors)
+    # only tensors of the declared group are in the artifact; an inference-time method's (group None)
+    # may carry only its hook's own tensors, named adapter.*, which are never written into the model
     group = method.declared_group(config)
     if group is None:
-        assert all(k.startswith(ADAPTER_PREFIX) for k in erasure.tensors)
+        assert all(k.startswith(ADAPTER_PREFIX) for k in erasure.tensors) and erasure.weights == {}
     else:
         assert erasure.tensors and set(erasure.tensors) <= set(group_parameters(pipe, group))
 
     # apply changes the output; remove restores it exactly
     with erasure.applied(pipe):
         edited = _images(pipe)
+        applied_state = _state(pipe)
     assert np.abs(edited - base).max() > 0
     np.testing.assert_array_equal(_images(pipe), base)
+    if group is None:  # a hook's tensors never reach the model's weights
+        for k, v in applied_state.items():
+            torch.testing.assert_close(v, before_state[k], rtol=0, atol=0)
 
     # save -> load -> apply gives identical images
     erasure.save(tmp_path / "art")
@@ -125,3 +118,15 @@ def test_esd_is_deterministic_in_its_seed(tiny_sd):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_a_hook_artifact_never_writes_tensors_into_the_model(tiny_sd):
+    """An inference-time artifact's ``adapter.*`` tensors travel with it; any other tensor is refused."""
+    erasure = get_method("negative_prompt").fit(tiny_sd, CONCEPT, make_config("negative_prompt"), progress=False)
+    key = next(iter(group_parameters(tiny_sd, "xattn_kv")))
+    erasure.tensors = {f"{ADAPTER_PREFIX}extra": torch.ones(2)}
+    with erasure.applied(tiny_sd):
+        pass
+    erasure.tensors[key] = torch.zeros_like(group_parameters(tiny_sd, "xattn_kv")[key])
+    with pytest.raises(ValueError, match="holds weight tensors"):
+        erasure.apply(tiny_sd)

@@ -9,35 +9,17 @@ makes the edited K/V layers output what the original layers output for the promp
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import numpy as np
 import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 from erasekit.linalg import closed_form_embedding
-from erasekit.pipelines import encode, kv_layers
+from erasekit.pipelines import encode, frozen, kv_layers
 
 
 def to_x0(image: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` -> ``(1, 3, H, W)`` in [-1, 1] (the testbed's pixel space)."""
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-@contextmanager
-def frozen(*modules: torch.nn.Module) -> Iterator[None]:
-    """The modules' weights frozen (no gradients) and in eval mode; restored afterwards."""
-    saved = [([p.requires_grad for p in m.parameters()], m.training) for m in modules]
-    for m in modules:
-        m.requires_grad_(False).eval()
-    try:
-        yield
-    finally:
-        for m, (req, was) in zip(modules, saved):
-            for p, r in zip(m.parameters(), req):
-                p.requires_grad_(r)
-            m.train(was)
 
 
 def closed_form_adversary(ctx: AttackContext, states: torch.Tensor, reg: float = 1e-3) -> torch.Tensor | None:

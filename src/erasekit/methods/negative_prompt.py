@@ -23,7 +23,7 @@ from diffusers import DiffusionPipeline
 
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
-from erasekit.pipelines import encode, fingerprint, unet_call_hook
+from erasekit.pipelines import call_states, encode, fingerprint, unet_call_hook, with_call_states
 
 MODES = ("replace", "negate")
 
@@ -54,7 +54,7 @@ def cfg_halves(kwargs: dict, args: tuple) -> torch.Tensor | None:
     A CFG batch has an even size and the same latents in both halves (pipelines call
     ``unet(torch.cat([latents] * 2), ...)``); a batch of different samples, as attacks and
     fine-tuning pass, is not one."""
-    states = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+    states = call_states(args, kwargs)
     sample = kwargs.get("sample", args[0] if args else None)
     if states is None or sample is None or states.shape[0] % 2 or sample.shape[0] != states.shape[0]:
         return None
@@ -121,11 +121,6 @@ class NegativePrompt(Method):
                 return None
             half = states.shape[0] // 2
             neg = negative.to(states.device, states.dtype).expand(half, -1, -1)
-            new = torch.cat([neg, states[half:]])
-            if "encoder_hidden_states" in kwargs:
-                kwargs = {**kwargs, "encoder_hidden_states": new}
-            else:
-                args = (*args[:2], new, *args[3:])
-            return args, kwargs
+            return with_call_states(args, kwargs, torch.cat([neg, states[half:]]))
 
         return unet_call_hook(pipe, pre_hook, with_pre=True)
