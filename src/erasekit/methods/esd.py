@@ -56,7 +56,7 @@ class ESDConfig(MethodConfig):
               f"must be an integer >= 2, got {self.ddim_steps}")
 
 
-def _latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int, int]:
+def latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int, int]:
     cfg = pipe.unet.config
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
     return (1, cfg.in_channels, size, size)
@@ -107,7 +107,7 @@ class ESD(Method):
         scheduler.set_timesteps(config.ddim_steps)
         opt = torch.optim.Adam(list(params.values()), lr=config.lr)
         gen = torch.Generator().manual_seed(config.seed)
-        shape = _latent_shape(pipe)
+        shape = latent_shape(pipe)
         try:
             unet.train()
             for _ in tqdm(range(config.iterations), desc="esd", disable=not progress):
