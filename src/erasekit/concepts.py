@@ -52,8 +52,11 @@ class Concept:
     guide: str = ""
     preserve: tuple[str, ...] = ()
     family: str | None = None
+    parts: tuple["Concept", ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(Concept.from_dict(p) if isinstance(p, dict) else p
+                                                for p in self.parts))
         if not isinstance(self.name, str):
             raise UserError(f"concept name must be text, got {self.name!r}")
         for key in ("target", "templates", "preserve"):
@@ -77,15 +80,31 @@ class Concept:
                 raise UserError(f"concept {self.name!r}: template {t!r} must contain exactly one '{{}}'")
 
     def erase_prompts(self) -> list[str]:
-        """Every template filled with every target phrase."""
+        """Every template filled with every target phrase (a combined concept: its parts' prompts)."""
+        if self.parts:
+            return [p for part in self.parts for p in part.erase_prompts()]
         return [fill(t, w) for w in self.target for t in self.templates]
 
     def guide_prompts(self) -> list[str]:
         """The guide prompt aligned with each erase prompt (same template, guide in the slot)."""
+        if self.parts:
+            return [p for part in self.parts for p in part.guide_prompts()]
         return [fill(t, self.guide) for _ in self.target for t in self.templates]
 
+    def part(self, name: str) -> "Concept":
+        """The part named ``name`` (a single concept is its own only part)."""
+        for p in self.parts or (self,):
+            if p.name == name:
+                return p
+        names = [p.name for p in self.parts or (self,)]
+        raise UserError(f"concept {name!r} is not part of {self.name!r}{did_you_mean(name, names)}; "
+                        f"choose from {', '.join(names)}")
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.parts:  # single concepts keep the format (and the content ids) they always had
+            d.pop("parts")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Concept":
@@ -125,6 +144,31 @@ class Concept:
             return cls.from_dict(raw)
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
+
+
+def combine(concepts: Sequence[Concept]) -> Concept:
+    """One concept that stands for several (mass erasure, MACE): their erase and guide prompts,
+    the prompts all of them preserve except those naming any of them, their common family."""
+    if len(concepts) == 1:
+        return concepts[0]
+    names = [c.name for c in concepts]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"concept {dup[0]!r} is listed twice; list each concept once")
+    if any(c.parts for c in concepts):
+        raise UserError("a combined concept cannot be combined again; list the single concepts")
+    targets = [t for c in concepts for t in c.target]
+    preserve = [p for p in dict.fromkeys(p for c in concepts for p in c.preserve)
+                if not any(phrase_mentioned(t, p) for t in targets)]
+    families = {c.family for c in concepts}
+    return Concept(name="+".join(names), target=tuple(targets), templates=concepts[0].templates, guide="",
+                   preserve=tuple(preserve), family=families.pop() if len(families) == 1 else None,
+                   parts=tuple(concepts))
+
+
+def phrase_mentioned(phrase: str, text: str) -> bool:
+    """``phrase`` occurs in ``text`` as whole words (case-insensitive)."""
+    return re.search(rf"(?<![\w'-]){re.escape(phrase.lower())}(?![\w'-])", text.lower()) is not None
 
 
 def fill(template: str, word: str) -> str:
@@ -168,10 +212,18 @@ def cycle(pool: Sequence[Any], n: int, rng: np.random.Generator) -> list[Any]:
 
 
 def get_concept(name_or_path: str) -> Concept:
-    """A built-in concept by name (``skull``, ``red``, ``neon``: the installed domains') or a
-    YAML/JSON concept file."""
+    """A built-in concept by name (``skull``, ``red``, ``neon``: the installed domains'), a
+    YAML/JSON concept file, several of those separated by commas (``skull,logo``), or a ``.txt``
+    file listing one per line (``#`` starts a comment): several make one combined concept."""
     from erasekit.domain import builtin_concepts
 
+    if name_or_path.endswith(".txt"):
+        return combine([get_concept(n) for n in _listed(Path(name_or_path))])
+    if "," in name_or_path:
+        items = [n.strip() for n in name_or_path.split(",")]
+        if not all(items):
+            raise UserError(f"concept list {name_or_path!r} has an empty entry; separate names with single commas")
+        return combine([get_concept(n) for n in items])
     path = Path(name_or_path)
     if path.suffix in (".json", ".yaml", ".yml"):
         return Concept.from_file(path)
@@ -180,5 +232,21 @@ def get_concept(name_or_path: str) -> Concept:
         return builtin[name_or_path].concept(name_or_path)
     raise UserError(
         f"unknown concept {name_or_path!r}{did_you_mean(name_or_path, builtin)}; use a built-in "
-        f"({', '.join(sorted(builtin))}) or a .yaml/.json concept file"
+        f"({', '.join(sorted(builtin))}), a .yaml/.json concept file, or a .txt file listing several"
     )
+
+
+def _listed(path: Path) -> list[str]:
+    """The concept names or files a ``.txt`` list holds (relative files resolve against its folder)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise MissingPath(f"concept list {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read concept list {path} ({type(exc).__name__}); give a readable text file") from None
+    items = [line.split("#", 1)[0].strip() for line in lines]
+    items = [i for i in items if i]
+    if not items:
+        raise UserError(f"concept list {path} names no concept; put one name or file per line")
+    return [str(path.parent / i) if Path(i).suffix in (".json", ".yaml", ".yml") and not Path(i).is_absolute()
+            else i for i in items]

@@ -114,7 +114,12 @@ def builtin_concepts() -> dict[str, Domain]:
 
 
 def domain_of(concept: Concept) -> Domain | None:
-    """The domain of a built-in concept (``None`` for user concepts)."""
+    """The domain of a built-in concept (``None`` for user concepts; a combined concept: its parts')."""
+    if concept.parts:
+        domains = {id(d): d for d in (domain_of(p) for p in concept.parts)}
+        if len(domains) > 1:
+            raise UserError(f"the parts of {concept.name!r} come from different domains; combine concepts of one")
+        return next(iter(domains.values()))
     if concept.family is None:
         return None
     for name in DOMAINS.names():

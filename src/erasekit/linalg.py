@@ -49,6 +49,33 @@ def uce_right_factor(
     return spd_solve_right(rhs, lhs)
 
 
+def fuse_closed_form(
+    targets: list[tuple[torch.Tensor, torch.Tensor]],
+    anchor: torch.Tensor,
+    lamb: float,
+    prior: torch.Tensor | None = None,
+    prior_weight: torch.Tensor | None = None,
+    prior_scale: float = 0.0,
+) -> torch.Tensor:
+    """MACE's closed-form fusion of several edits of one layer (Lu et al. 2024, Eq. 10):
+    ``argmin_W sum_i |W E_i^T - W_i E_i^T|^2 + lamb |W - anchor|^2 + s |W P^T - W_p P^T|^2``
+    for edits ``W_i`` each meant for its keys ``E_i`` ``(n_i, d)``: the weight that does what every
+    edit does on its own keys, stays near ``anchor`` elsewhere, and keeps ``W_p``'s outputs on the
+    prior keys ``P``. Returned in ``anchor``'s dtype."""
+    d = anchor.shape[1]
+    lhs = lamb * torch.eye(d, dtype=torch.float64)
+    rhs = lamb * _f64(anchor)
+    for w, e in targets:
+        ee = _f64(e).T @ _f64(e)
+        lhs = lhs + ee
+        rhs = rhs + _f64(w) @ ee
+    if prior is not None and prior.numel() and prior_scale > 0:
+        pp = prior_scale * (_f64(prior).T @ _f64(prior))
+        lhs = lhs + pp
+        rhs = rhs + _f64(anchor if prior_weight is None else prior_weight) @ pp
+    return spd_solve_right(rhs, lhs).to(anchor.dtype)
+
+
 def edit_weight(weight: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``weight @ factor`` in float64, returned in the weight's dtype."""
     return (_f64(weight) @ factor).to(weight.dtype)

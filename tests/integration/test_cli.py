@@ -1,5 +1,6 @@
 """Every CLI error path: one line on stderr, exit code 2, nothing written."""
 
+import json
 import subprocess
 import sys
 
@@ -194,3 +195,19 @@ def test_testbed_evaluate_scores_the_oracle_without_its_excluded_values(capsys):
     assert main(["testbed", "evaluate", "--prompts", "1", "--seeds", "0", "--steps", "2", "--exclude", "heart",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["exclude"] == ["heart"]
+
+
+def test_mass_erasure_from_a_list_evaluates_one_part_at_a_time(tmp_path, capsys):
+    """`erase --concept skull,logo` makes one artifact; `eval` asks which part, and scores each."""
+    out, db = tmp_path / "both", tmp_path / "r.db"
+    assert main(["erase", "--concept", "skull,logo", "--method", "uce", "--out", str(out)]) == 0
+    assert "'skull+logo'" in capsys.readouterr().out
+    tiny = ["--prompts", "1", "--seeds", "0", "--steps", "2", "--metrics", "efficacy", "--db", str(db)]
+    assert main(["eval", str(out), *tiny]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "skull, logo" in err and "--concept" in err
+    assert main(["eval", str(out), "--concept", "lgo", *tiny]) == 2
+    assert "did you mean 'logo'" in capsys.readouterr().err
+    for part in ("skull", "logo"):
+        assert main(["eval", str(out), "--concept", part, *tiny, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["run"]["concept"] == part

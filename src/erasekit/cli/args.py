@@ -110,7 +110,8 @@ def run_args(p: argparse.ArgumentParser, verb: str) -> None:
     """What to work on: ``RUN`` (an artifact folder), or ``--baseline`` (with ``--concept``)."""
     p.add_argument("run", nargs="?", default=None, help="artifact folder written by `erasekit erase`")
     p.add_argument("--baseline", action="store_true", help=f"{verb} the unedited model (on the run's concept)")
-    p.add_argument("--concept", default=None, help="concept for --baseline without a run folder")
+    p.add_argument("--concept", default=None,
+                   help="concept for --baseline without a run folder, or which concept of a mass erasure")
 
 
 def stored_args(p: argparse.ArgumentParser, force_help: str) -> None:

@@ -65,6 +65,8 @@ def run_and_concept(args: argparse.Namespace):
         raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
     erasure = A.load_erasure(args.run, flag="run folder")
     if args.concept is not None:
+        if erasure is not None and erasure.concept.parts:  # one part of a mass erasure
+            return erasure, erasure.concept.part(args.concept)
         concept = get_concept(args.concept)
         if erasure is not None and concept.name != erasure.concept.name:
             raise UsageError(f"--concept {args.concept} differs from the run's concept {erasure.concept.name!r}; "
@@ -72,6 +74,10 @@ def run_and_concept(args: argparse.Namespace):
         return erasure, concept
     if erasure is None:
         raise UsageError("--baseline without a run folder needs --concept NAME (e.g. --concept skull)")
+    if erasure.concept.parts:
+        names = ", ".join(p.name for p in erasure.concept.parts)
+        raise UsageError(f"the run erased {len(erasure.concept.parts)} concepts ({names}); evaluate one at a time "
+                         f"with --concept NAME")
     return erasure, erasure.concept
 
 
@@ -193,7 +199,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ge.set_defaults(func=cmd_generate)
 
     er = sub.add_parser("erase", help="fit an erasure method for a concept and save the artifact")
-    er.add_argument("--concept", required=True, help="built-in concept (skull, logo, red, neon, ...) or a .yaml/.json file")
+    er.add_argument("--concept", required=True,
+                    help="built-in concept (skull, logo, red, neon, ...), a .yaml/.json file, or several: a comma "
+                         "list (skull,logo) or a .txt file with one per line, erased together")
     A.fit_args(er, "erasekit methods")
     er.add_argument("--weights", default=None, help="testbed weights or a local diffusers pipeline folder")
     er.set_defaults(func=cmd_erase)

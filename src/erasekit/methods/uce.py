@@ -33,31 +33,42 @@ from erasekit.linalg import edit_weight, uce_right_factor
 from erasekit.pipelines import Encoded, encode, fingerprint, kv_layers
 
 
-def aligned_keys(erase: Encoded, guide: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pair every erase-prompt token with a guide-prompt token: ``(C, G)``, each ``(n, d)``."""
-    cs, gs = [], []
+def alignment(erase: Encoded, guide: Encoded, k: int) -> tuple[list[int], tuple[int, int]]:
+    """For erase prompt ``k``: the guide token each of its tokens pairs with, and the span
+    ``[start, end)`` of the concept's own tokens (what differs from the guide prompt: the words
+    between the shared prefix and the shared suffix)."""
     total = erase.states.shape[1]
+    ei, gi = erase.input_ids[k].tolist(), guide.input_ids[k].tolist()
+    le, lg = int(erase.lengths[k]), int(guide.lengths[k])
+    prefix = 0
+    while prefix < min(le, lg) and ei[prefix] == gi[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < min(le, lg) - prefix and ei[le - 1 - suffix] == gi[lg - 1 - suffix]:
+        suffix += 1
+    idx = []
+    for i in range(total):
+        if i < prefix:
+            j = i
+        elif i >= le - suffix:  # suffix words and the padding shift with the length difference
+            j = i - le + lg
+        else:  # the concept's own tokens -> the guide's slot (or its first following token)
+            slot = lg - suffix - prefix
+            j = prefix + min(i - prefix, slot - 1) if slot > 0 else prefix
+        idx.append(min(max(j, 0), total - 1))
+    return idx, (prefix, le - suffix)
+
+
+def aligned_keys(erase: Encoded, guide: Encoded, context_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair every erase-prompt token with a guide-prompt token: ``(C, G)``, each ``(n, d)``.
+    ``context_only``: leave the concept's own tokens out (MACE's closed-form refinement edits the
+    words around the concept and the padding, which carry it after the text encoder)."""
+    cs, gs = [], []
     for k in range(erase.states.shape[0]):
-        ei, gi = erase.input_ids[k].tolist(), guide.input_ids[k].tolist()
-        le, lg = int(erase.lengths[k]), int(guide.lengths[k])
-        prefix = 0
-        while prefix < min(le, lg) and ei[prefix] == gi[prefix]:
-            prefix += 1
-        suffix = 0
-        while suffix < min(le, lg) - prefix and ei[le - 1 - suffix] == gi[lg - 1 - suffix]:
-            suffix += 1
-        idx = []
-        for i in range(total):
-            if i < prefix:
-                j = i
-            elif i >= le - suffix:  # suffix words and the padding shift with the length difference
-                j = i - le + lg
-            else:  # the concept's own tokens -> the guide's slot (or its first following token)
-                slot = lg - suffix - prefix
-                j = prefix + min(i - prefix, slot - 1) if slot > 0 else prefix
-            idx.append(min(max(j, 0), total - 1))
-        cs.append(erase.states[k])
-        gs.append(guide.states[k][torch.tensor(idx)])
+        idx, (start, end) = alignment(erase, guide, k)
+        keep = [i for i in range(len(idx)) if not (context_only and start <= i < end)]
+        cs.append(erase.states[k][torch.tensor(keep)])
+        gs.append(guide.states[k][torch.tensor([idx[i] for i in keep])])
     return torch.cat(cs), torch.cat(gs)
 
 
