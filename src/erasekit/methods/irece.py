@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import functools
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
+from erasekit.attention import recorded_cross_attention
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.errors import UserError
@@ -78,47 +78,20 @@ class IRECEConfig(MethodConfig):
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
 
-@contextmanager
-def recorded_attention(unet: torch.nn.Module) -> Iterator[list[tuple[Any, dict[str, torch.Tensor]]]]:
-    """Record every cross-attention layer's queries and keys (``to_q`` / ``to_k`` outputs) of the
-    UNet calls made inside the block: ``[(layer, {"q": (B, N, C), "k": (B, L, C)}), ...]``. The
-    hooks are removed on exit."""
-    records: list[tuple[Any, dict[str, torch.Tensor]]] = []
-    handles = []
-    for name, layer in unet.named_modules():
-        if name.endswith("attn2"):
-            slot: dict[str, torch.Tensor] = {}
-            records.append((layer, slot))
-            for kind in ("q", "k"):
-                def keep(module: torch.nn.Module, args: tuple, out: torch.Tensor, slot=slot, kind=kind) -> None:
-                    slot[kind] = out.detach()
-
-                handles.append(getattr(layer, f"to_{kind}").register_forward_hook(keep))
-    try:
-        yield records
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def concept_map(records: list[tuple[Any, dict[str, torch.Tensor]]], tokens: list[int],
-                size: tuple[int, int]) -> torch.Tensor:
-    """Attention on ``tokens`` summed, averaged over heads, upsampled to ``size`` and averaged over
-    layers: ``(B, H, W)``."""
+def concept_map(maps: dict[str, list[torch.Tensor]], tokens: list[int], size: tuple[int, int]) -> torch.Tensor:
+    """From one UNet call's cross-attention probabilities (:func:`erasekit.attention.recorded_cross_attention`):
+    the attention on ``tokens`` summed, averaged over heads, upsampled to ``size`` and averaged
+    over layers: ``(B, H, W)``."""
     H, W = size
-    maps = []
-    for layer, slot in records:
-        q, k = slot["q"], slot["k"]
-        B, N, C = q.shape
-        heads = layer.heads
-        qh = q.view(B, N, heads, C // heads).transpose(1, 2)
-        kh = k.view(B, k.shape[1], heads, C // heads).transpose(1, 2)
-        probs = (qh @ kh.transpose(-1, -2) * layer.scale).softmax(-1)  # (B, heads, N, L)
+    out = []
+    for calls in maps.values():
+        probs = calls[-1]  # (B, heads, N, L)
+        B, _, N, _ = probs.shape
         amap = probs[..., tokens].sum(-1).mean(1)  # (B, N)
         factor = math.sqrt(H * W / N)
         h, w = round(H / factor), round(W / factor)
-        maps.append(F.interpolate(amap.view(B, 1, h, w).float(), size=size, mode="bilinear", align_corners=False))
-    return torch.cat(maps, 1).mean(1)
+        out.append(F.interpolate(amap.view(B, 1, h, w).float(), size=size, mode="bilinear", align_corners=False))
+    return torch.cat(out, 1).mean(1)
 
 
 def concept_mask(amap: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -177,10 +150,10 @@ class IRECE(Method):
         before = scheduler.__dict__.get("step")
 
         def mask_for(sample: torch.Tensor, t: Any) -> torch.Tensor:
-            with torch.no_grad(), recorded_attention(pipe.unet) as records:
+            with torch.no_grad(), recorded_cross_attention(pipe.unet) as maps:
                 pipe.unet(scheduler.scale_model_input(sample, t), t,
                           encoder_hidden_states=states.to(sample).expand(sample.shape[0], -1, -1), return_dict=False)
-            return concept_mask(concept_map(records, tokens, tuple(sample.shape[-2:])), config.threshold)
+            return concept_mask(concept_map(maps, tokens, tuple(sample.shape[-2:])), config.threshold)
 
         @functools.wraps(original)
         def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any,
