@@ -20,6 +20,7 @@ GROUPS: dict[str, str] = {
     "xattn_kv": "UNet cross-attention key/value projections (attn2.to_k, attn2.to_v): UCE, RECE, ESD-x-strict",
     "xattn": "every UNet cross-attention parameter (attn2.*): ESD-x",
     "unet_non_xattn": "UNet parameters outside cross-attention and the time embedding: ESD-u",
+    "attn": "every UNet attention parameter (attn1.*, attn2.*): TRCE (K/V in closed form, then attn1 and attn2.to_q)",
     "text_encoder": "every text-encoder parameter: AdvUnlearn-style methods",
 }
 
@@ -33,6 +34,8 @@ def _in_group(group: str, component: str, name: str) -> bool:
         return "attn2" in name and (".to_k." in name or ".to_v." in name)
     if group == "xattn":
         return "attn2" in name
+    if group == "attn":
+        return "attn1" in name or "attn2" in name
     if group == "unet_non_xattn":
         return "attn2" not in name and not name.startswith("time_embedding")
     raise UserError(f"unknown parameter group {group!r}; choose from {', '.join(GROUPS)}")
