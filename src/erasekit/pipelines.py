@@ -8,7 +8,7 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from diffusers import DiffusionPipeline
@@ -85,6 +85,16 @@ def frozen(*modules: torch.nn.Module) -> Iterator[None]:
             for p, r in zip(m.parameters(), req):
                 p.requires_grad_(r)
             m.train(was)
+
+
+@contextmanager
+def training(module: torch.nn.Module, params: Iterable[torch.nn.Parameter]) -> Iterator[None]:
+    """Only ``params`` of ``module`` take gradients, in train mode; everything restored afterwards."""
+    with frozen(module):
+        for p in params:
+            p.requires_grad_(True)
+        module.train()
+        yield
 
 
 @dataclass(frozen=True)

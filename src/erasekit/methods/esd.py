@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.losses import esd_target
-from erasekit.pipelines import encode, fingerprint, group_parameters
+from erasekit.pipelines import encode, fingerprint, group_parameters, training
 from erasekit.sampling import guided_step
 
 PARAMETER_GROUPS = {"esd-x": "xattn", "esd-u": "unet_non_xattn", "esd-x-strict": "xattn_kv"}
@@ -99,38 +99,30 @@ class ESD(Method):
         frozen = copy.deepcopy(unet).requires_grad_(False).eval()
         params = group_parameters(pipe, PARAMETER_GROUPS[config.train_method])
         originals = {k: p.detach().clone() for k, p in params.items()}
-        was_training = unet.training
-        requires = {n: p.requires_grad for n, p in unet.named_parameters()}
-        unet.requires_grad_(False)
-        for p in params.values():
-            p.requires_grad_(True)
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
         opt = torch.optim.Adam(list(params.values()), lr=config.lr)
         gen = torch.Generator().manual_seed(config.seed)
         shape = latent_shape(pipe)
         try:
-            unet.train()
-            for _ in tqdm(range(config.iterations), desc="esd", disable=not progress):
-                k = int(torch.randint(len(prompts), (1,), generator=gen))
-                cond = conds[k : k + 1]
-                stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
-                x_t, t = sample_xt(frozen, scheduler, cond, uncond, stop, config.start_guidance, shape, gen)
-                with torch.no_grad():
-                    both = frozen(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-                    e_u, e_c = both.chunk(2)
-                target = esd_target(e_c, e_u, config.eta)
-                pred = unet(x_t, t, encoder_hidden_states=cond).sample
-                loss = F.mse_loss(pred, target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            with training(unet, params.values()):
+                for _ in tqdm(range(config.iterations), desc="esd", disable=not progress):
+                    k = int(torch.randint(len(prompts), (1,), generator=gen))
+                    cond = conds[k : k + 1]
+                    stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
+                    x_t, t = sample_xt(frozen, scheduler, cond, uncond, stop, config.start_guidance, shape, gen)
+                    with torch.no_grad():
+                        both = frozen(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+                        e_u, e_c = both.chunk(2)
+                    target = esd_target(e_c, e_u, config.eta)
+                    pred = unet(x_t, t, encoder_hidden_states=cond).sample
+                    loss = F.mse_loss(pred, target)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
             tensors = {k: p.detach().clone() for k, p in params.items()}
         finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(originals[k])
-            for n, p in unet.named_parameters():
-                p.requires_grad_(requires[n])
-            unet.train(was_training)
         return Erasure(self.name, config, concept, base_fp, tensors)

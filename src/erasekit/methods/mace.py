@@ -41,7 +41,7 @@ from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import edit_weight, fuse_closed_form, uce_right_factor
 from erasekit.methods.esd import latent_shape, sample_xt
 from erasekit.methods.uce import aligned_keys, alignment, all_keys
-from erasekit.pipelines import Encoded, encode, fingerprint, kv_layers
+from erasekit.pipelines import Encoded, encode, fingerprint, frozen, kv_layers
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class MACE(Method):
         """Train one concept's rank-1 LoRA on the attention of its tokens inside their own region."""
         gen = torch.Generator().manual_seed(config.seed)
         unet = pipe.unet
-        frozen = copy.deepcopy(unet).requires_grad_(False).eval()
+        reference = copy.deepcopy(unet).requires_grad_(False).eval()
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
         uncond = encode(pipe, [""]).states
@@ -178,37 +178,37 @@ class MACE(Method):
         for i in range(config.images):
             k = int(torch.randint(erase.states.shape[0], (1,), generator=gen))
             stop = int(torch.multinomial(weights, 1, generator=gen))
-            x_t, t = sample_xt(frozen, scheduler, erase.states[k:k + 1], uncond, stop, config.start_guidance, shape,
+            x_t, t = sample_xt(reference, scheduler, erase.states[k:k + 1], uncond, stop, config.start_guidance, shape,
                                gen)
-            with torch.no_grad(), recorded_cross_attention(frozen) as maps:
-                frozen(x_t, t, encoder_hidden_states=erase.states[k:k + 1])
+            with torch.no_grad(), recorded_cross_attention(reference) as maps:
+                reference(x_t, t, encoder_hidden_states=erase.states[k:k + 1])
             masks = {}
             for name, (probs,) in maps.items():
                 mass = token_mass(probs, tokens[k:k + 1])[0]
                 masks[name] = mass >= torch.quantile(mass.float(), config.mask_quantile).to(mass.dtype)
             data.append((k, x_t, t, masks))
-        del frozen
+        del reference
         lora = RankOne(kv_layers(pipe), gen)
         opt = torch.optim.Adam(lora.parameters(), lr=config.lora_lr)
-        requires = {n: p.requires_grad for n, p in unet.named_parameters()}
-        was_training = unet.training
-        unet.requires_grad_(False).eval()
         handles = lora.install()
         try:
-            for step in range(config.lora_steps):
-                k, x_t, t, masks = data[step % len(data)]
-                with recorded_cross_attention(unet) as maps:
-                    unet(x_t, t, encoder_hidden_states=erase.states[k:k + 1])
-                loss = sum(token_mass(probs, tokens[k:k + 1])[0][masks[name]].sum()
-                           for name, (probs,) in maps.items())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[union-attr]
-                opt.step()
-                bar.update(1)
+            with frozen(unet):
+                self._train(unet, lora, opt, data, tokens, erase, config, bar)
         finally:
             for h in handles:
                 h.remove()
-            for n, p in unet.named_parameters():
-                p.requires_grad_(requires[n])
-            unet.train(was_training)
         return lora
+
+    @staticmethod
+    def _train(unet, lora: RankOne, opt, data: list, tokens: torch.Tensor, erase: Encoded, config: MACEConfig,
+               bar) -> None:
+        for step in range(config.lora_steps):
+            k, x_t, t, masks = data[step % len(data)]
+            with recorded_cross_attention(unet) as maps:
+                unet(x_t, t, encoder_hidden_states=erase.states[k:k + 1])
+            loss = sum(token_mass(probs, tokens[k:k + 1])[0][masks[name]].sum()
+                       for name, (probs,) in maps.items())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[union-attr]
+            opt.step()
+            bar.update(1)

@@ -36,7 +36,7 @@ from erasekit.linalg import edit_weight, uce_right_factor
 from erasekit.methods.esd import latent_shape, sample_xt
 from erasekit.methods.mace import RankOne, concept_tokens
 from erasekit.methods.uce import aligned_keys, alignment, all_keys
-from erasekit.pipelines import encode, fingerprint, kv_layers
+from erasekit.pipelines import Encoded, encode, fingerprint, frozen, kv_layers
 
 
 @dataclass(frozen=True)
@@ -135,48 +135,46 @@ class RealEra(Method):
         return Erasure(self.name, config, concept, base_fp, {f"{k}.weight": w for k, w in solved.items()},
                        extra={"erase_keys": int(c.shape[0]), "neighbours": int(near.shape[0])})
 
-    def _lora(self, pipe: DiffusionPipeline, solved: dict[str, torch.Tensor], erase, guide, near: torch.Tensor,
-              tokens: torch.Tensor, config: RealEraConfig, gen: torch.Generator, progress: bool) -> dict[str, torch.Tensor]:
+    def _lora(self, pipe: DiffusionPipeline, solved: dict[str, torch.Tensor], erase: Encoded, guide: Encoded,
+              near: torch.Tensor, tokens: torch.Tensor, config: RealEraConfig, gen: torch.Generator,
+              progress: bool) -> dict[str, torch.Tensor]:
         """The LoRA on top of the solve: neighbours follow the guide, beyond-concept samples stay put."""
         layers = kv_layers(pipe)
         original = {k: m.weight.detach().clone() for k, m in layers.items()}
         unet = pipe.unet
-        frozen = copy.deepcopy(unet).requires_grad_(False).eval()  # the unedited model: the targets
+        reference = copy.deepcopy(unet).requires_grad_(False).eval()  # the unedited model: the targets
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
         uncond = encode(pipe, [""]).states
         shape = latent_shape(pipe)
         lora = RankOne(layers, gen)
         opt = torch.optim.Adam(lora.parameters(), lr=config.lora_lr)
-        requires = {n: p.requires_grad for n, p in unet.named_parameters()}
-        was_training = unet.training
         pool = torch.cat([erase.states, near]) if near.numel() else erase.states
         owner = list(range(erase.states.shape[0])) + [i // max(config.neighbours, 1) for i in range(near.shape[0])]
         try:
             with torch.no_grad():
                 for k, m in layers.items():
                     m.weight.copy_(solved[k])
-            unet.requires_grad_(False).eval()
             handles = lora.install()
             try:
-                for _ in tqdm(range(config.lora_steps), desc="realera", disable=not progress):
-                    i = int(torch.randint(pool.shape[0], (1,), generator=gen))
-                    k = owner[i]
-                    stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
-                    x_t, t = sample_xt(frozen, scheduler, erase.states[k:k + 1], uncond, stop, config.start_guidance,
-                                       shape, gen)
-                    beyond = mined(erase.states[k:k + 1], tokens[k:k + 1], 1, 2 * config.radius, -1.0,
-                                   config.cos_low, gen)
-                    with torch.no_grad():
-                        target, keep = frozen(torch.cat([x_t, x_t]), t,
-                                              encoder_hidden_states=torch.cat([guide.states[k:k + 1], beyond])
-                                              ).sample.chunk(2)
-                    pred, pred_beyond = unet(torch.cat([x_t, x_t]), t,
-                                             encoder_hidden_states=torch.cat([pool[i:i + 1], beyond])).sample.chunk(2)
-                    loss = F.mse_loss(pred, target) + config.beyond_weight * F.mse_loss(pred_beyond, keep)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                with frozen(unet):
+                    for _ in tqdm(range(config.lora_steps), desc="realera", disable=not progress):
+                        i = int(torch.randint(pool.shape[0], (1,), generator=gen))
+                        k = owner[i]
+                        stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
+                        x_t, t = sample_xt(reference, scheduler, erase.states[k:k + 1], uncond, stop,
+                                           config.start_guidance, shape, gen)
+                        beyond = mined(erase.states[k:k + 1], tokens[k:k + 1], 1, 2 * config.radius, -1.0,
+                                       config.cos_low, gen)
+                        with torch.no_grad():
+                            target, keep = reference(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
+                                [guide.states[k:k + 1], beyond])).sample.chunk(2)
+                        pred, pred_beyond = unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
+                            [pool[i:i + 1], beyond])).sample.chunk(2)
+                        loss = F.mse_loss(pred, target) + config.beyond_weight * F.mse_loss(pred_beyond, keep)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
             finally:
                 for h in handles:
                     h.remove()
@@ -185,9 +183,6 @@ class RealEra(Method):
             with torch.no_grad():
                 for k, m in layers.items():
                     m.weight.copy_(original[k])
-            for n, p in unet.named_parameters():
-                p.requires_grad_(requires[n])
-            unet.train(was_training)
 
 
 def _neighbour_pairs(near: torch.Tensor, rows: torch.Tensor, erase, guide, n: int) -> tuple[torch.Tensor, torch.Tensor]:

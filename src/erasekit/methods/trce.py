@@ -39,7 +39,7 @@ from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import edit_weight, uce_right_factor
 from erasekit.methods.esd import latent_shape, sample_xt
 from erasekit.methods.uce import alignment, all_keys
-from erasekit.pipelines import Encoded, encode, fingerprint, get_parameter, group_parameters, kv_layers
+from erasekit.pipelines import Encoded, encode, fingerprint, get_parameter, group_parameters, kv_layers, training
 
 #: Stage 2 trains these parameters (attn1.*, attn2.to_q).
 STAGE2 = ("attn1", "attn2.to_q")
@@ -133,8 +133,6 @@ class TRCE(Method):
         params = {k: p for k, p in group_parameters(pipe, "attn").items() if any(s in k for s in STAGE2)}
         touched = {**{k: get_parameter(pipe, k) for k in stage1}, **params}
         originals = {k: p.detach().clone() for k, p in touched.items()}
-        requires = {n: p.requires_grad for n, p in unet.named_parameters()}
-        was_training = unet.training
         gen = torch.Generator().manual_seed(config.seed)
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
@@ -146,36 +144,36 @@ class TRCE(Method):
                 for k, w in stage1.items():
                     get_parameter(pipe, k).copy_(w)
             frozen = copy.deepcopy(unet).requires_grad_(False).eval()  # the stage-1 model
-            unet.requires_grad_(False)
-            for p in params.values():
-                p.requires_grad_(True)
             opt = torch.optim.Adam(list(params.values()), lr=config.lr)
-            unet.train()
-            for _ in tqdm(range(config.iterations), desc="trce", disable=not progress):
-                k = int(torch.randint(erase.states.shape[0], (1,), generator=gen))
-                j = int(torch.randint(preserve.states.shape[0], (1,), generator=gen))
-                stop = int(torch.randint(early, (1,), generator=gen))
-                neg, safe, kept = erase.states[k:k + 1], guide.states[k:k + 1], preserve.states[j:j + 1]
-                x_t, t = sample_xt(frozen, scheduler, neg, uncond, stop, config.start_guidance, shape, gen)
-                x_p, t_p = sample_xt(frozen, scheduler, kept, uncond, stop, config.start_guidance, shape, gen)
-                with torch.no_grad():
-                    e_s, e_n, e_0 = frozen(torch.cat([x_t] * 3), t, encoder_hidden_states=torch.cat([safe, neg, uncond])
-                                           ).sample.chunk(3)
-                    positive = e_s + config.guidance * (e_s - e_0)
-                    negative = e_n + config.guidance * (e_n - e_0)
-                    keep = frozen(x_p, t_p, encoder_hidden_states=kept).sample
-                pred = unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([neg, uncond])).sample
-                loss = sum(hinge(p, positive, negative, config.beta, config.margin) for p in pred.chunk(2))
-                loss = loss + config.preserve_weight * F.mse_loss(unet(x_p, t_p, encoder_hidden_states=kept).sample,
-                                                                  keep)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            with training(unet, params.values()):
+                self._loop(unet, frozen, opt, scheduler, erase, guide, preserve, uncond, early, shape, gen, config,
+                           progress)
             return {k: p.detach().clone() for k, p in params.items()}
         finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
             with torch.no_grad():
                 for k, p in touched.items():
                     p.copy_(originals[k])
-            for n, p in unet.named_parameters():
-                p.requires_grad_(requires[n])
-            unet.train(was_training)
+
+    @staticmethod
+    def _loop(unet, frozen, opt, scheduler, erase: Encoded, guide: Encoded, preserve: Encoded, uncond: torch.Tensor,
+              early: int, shape: tuple, gen: torch.Generator, config: TRCEConfig, progress: bool) -> None:
+        for _ in tqdm(range(config.iterations), desc="trce", disable=not progress):
+            k = int(torch.randint(erase.states.shape[0], (1,), generator=gen))
+            j = int(torch.randint(preserve.states.shape[0], (1,), generator=gen))
+            stop = int(torch.randint(early, (1,), generator=gen))
+            neg, safe, kept = erase.states[k:k + 1], guide.states[k:k + 1], preserve.states[j:j + 1]
+            x_t, t = sample_xt(frozen, scheduler, neg, uncond, stop, config.start_guidance, shape, gen)
+            x_p, t_p = sample_xt(frozen, scheduler, kept, uncond, stop, config.start_guidance, shape, gen)
+            with torch.no_grad():
+                e_s, e_n, e_0 = frozen(torch.cat([x_t] * 3), t, encoder_hidden_states=torch.cat([safe, neg, uncond])
+                                       ).sample.chunk(3)
+                positive = e_s + config.guidance * (e_s - e_0)
+                negative = e_n + config.guidance * (e_n - e_0)
+                keep = frozen(x_p, t_p, encoder_hidden_states=kept).sample
+            pred = unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([neg, uncond])).sample
+            loss = sum(hinge(p, positive, negative, config.beta, config.margin) for p in pred.chunk(2))
+            loss = loss + config.preserve_weight * F.mse_loss(unet(x_p, t_p, encoder_hidden_states=kept).sample,
+                                                              keep)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
