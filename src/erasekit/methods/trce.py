@@ -55,7 +55,7 @@ class TRCEConfig(MethodConfig):
     preserve_scale: float = 1.0
     token_weights: tuple = (0.0, 1.0, 0.0, 0.0)
     iterations: int = 60
-    lr: float = 1e-4
+    lr: float = 1e-3
     margin: float = 0.01
     beta: float = 1.0
     guidance: float = 15.0
