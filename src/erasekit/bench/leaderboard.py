@@ -85,13 +85,7 @@ def leaderboard(store: Store, bench: str) -> dict[str, Any]:
 
 
 def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
-    per_seed = [store.metrics(c["run_id"]) for c in cells]
-    metrics = {}
-    for key in METRICS:
-        have = [m[key] for m in per_seed if key in m]
-        if len(have) == len(per_seed):
-            metrics[key] = {**over_seeds([h["value"] for h in have], have[0]["ci95"]),
-                            "higher_is_better": key not in LOWER_IS_BETTER}
+    metrics = _seed_metrics(store, cells, METRICS, LOWER_IS_BETTER)
     attacks: dict[str, dict[str, Any]] = {}
     for c in cells:
         for a in _attack_rows(store, c["attack_ids"]):
@@ -108,7 +102,7 @@ def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any
                     ci95=list(wilson(slot["k"], n)))
     scored = [a for a in attacks.values() if a["asr"] is not None]
     worst = max(scored, key=lambda a: (a["asr"], -a["budget"])) if scored else None
-    cost = {key: _mean([c[key] for c in cells]) for key in ("fit_seconds", "peak_memory_mb", "artifact_bytes")}
+    cost = _cost(cells)
     return {"label": label, "method": cells[0]["method"], "seeds": sorted(c["seed"] for c in cells),
             "metrics": metrics, "attacks": attacks, "worst_attack": worst, "cost": cost,
             "config": json.loads(cells[0]["config"]).get("config", {})}
@@ -119,13 +113,7 @@ def _lm_row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, 
     accuracy over seeds, and the attack that recovered the most (the worst case)."""
     from erasekit.lm.attacks.base import get_lm_attack
 
-    per_seed = [store.metrics(c["run_id"]) for c in cells]
-    metrics = {}
-    for key in LM_METRICS:
-        have = [m[key] for m in per_seed if key in m]
-        if have and len(have) == len(per_seed):
-            metrics[key] = {**over_seeds([h["value"] for h in have], have[0]["ci95"]),
-                            "higher_is_better": key not in LM_LOWER_IS_BETTER}
+    metrics = _seed_metrics(store, cells, LM_METRICS, LM_LOWER_IS_BETTER)
     found: dict[str, list[float]] = defaultdict(list)
     info: dict[str, dict[str, Any]] = {}
     for c in cells:
@@ -144,10 +132,27 @@ def _lm_row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, 
     for a in attacks.values():
         a["recovered"] = a["value"]
     worst = max(attacks.values(), key=lambda a: (a["recovered"], -a["budget"])) if attacks else None
-    cost = {key: _mean([c[key] for c in cells]) for key in ("fit_seconds", "peak_memory_mb", "artifact_bytes")}
+    cost = _cost(cells)
     return {"label": label, "method": cells[0]["method"], "seeds": sorted(c["seed"] for c in cells),
             "metrics": metrics, "attacks": attacks, "worst_attack": worst, "cost": cost,
             "config": json.loads(cells[0]["config"]).get("config", {})}
+
+
+def _seed_metrics(store: Store, cells: list[dict[str, Any]], keys: tuple[str, ...],
+                  lower: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """Each of ``keys`` that every seed's run has: its mean over seeds with the interval."""
+    per_seed = [store.metrics(c["run_id"]) for c in cells]
+    metrics = {}
+    for key in keys:
+        have = [m[key] for m in per_seed if key in m]
+        if have and len(have) == len(per_seed):
+            metrics[key] = {**over_seeds([h["value"] for h in have], have[0]["ci95"]),
+                            "higher_is_better": key not in lower}
+    return metrics
+
+
+def _cost(cells: list[dict[str, Any]]) -> dict[str, float | None]:
+    return {key: _mean([c[key] for c in cells]) for key in ("fit_seconds", "peak_memory_mb", "artifact_bytes")}
 
 
 def _mean(values: list[Any]) -> float | None:

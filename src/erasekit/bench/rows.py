@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from erasekit.provenance import record
+from erasekit.provenance import record, utc_now
 from erasekit.store import Store
 
 #: Tables keyed by an evaluation run, and by an attack run; with their path columns.
@@ -99,20 +98,21 @@ def bench_cells(store: Store, bench: str | None = None) -> list[dict[str, Any]]:
 
 def benches(store: Store) -> list[str]:
     """The bench names a database holds cells of (none for a database without the table)."""
-    have = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'bench_members'").fetchone()
-    if not have:
+    if not _has_table(store, "bench_members"):
         return []
     return [r[0] for r in store.conn.execute("SELECT DISTINCT bench FROM bench_members ORDER BY bench")]
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+def _has_table(store: Store, name: str) -> bool:
+    """Whether the database has table ``name`` (an older or read-only one may lack the bench tables)."""
+    return store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() \
+        is not None
 
 
 def start_session(store: Store, bench: str, workers: int | None, address: str | None) -> str:
     """Record that an invocation of ``bench`` started; returns its id for :func:`update_session`."""
     sid = uuid.uuid4().hex[:16]
-    now = _now()
+    now = utc_now()
     with store.transaction() as c:
         c.execute("INSERT INTO bench_sessions (session_id, bench, workers, address, started_at, updated_at, "
                   "wall_seconds, computed, finished) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)",
@@ -123,12 +123,11 @@ def start_session(store: Store, bench: str, workers: int | None, address: str | 
 def update_session(store: Store, sid: str, wall_seconds: float, computed: int, finished: bool = False) -> None:
     with store.transaction() as c:
         c.execute("UPDATE bench_sessions SET updated_at = ?, wall_seconds = ?, computed = ?, finished = ? "
-                  "WHERE session_id = ?", (_now(), round(wall_seconds, 1), computed, int(finished), sid))
+                  "WHERE session_id = ?", (utc_now(), round(wall_seconds, 1), computed, int(finished), sid))
 
 
 def sessions(store: Store, bench: str) -> list[dict[str, Any]]:
     """The invocations of ``bench`` in this database, oldest first (none for a database without the table)."""
-    have = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'bench_sessions'").fetchone()
-    if not have:
+    if not _has_table(store, "bench_sessions"):
         return []
     return store._rows("SELECT * FROM bench_sessions WHERE bench = ? ORDER BY started_at", (bench,))
