@@ -73,7 +73,26 @@ class ModelFamily:
     parameter: Callable[[Any, str], torch.nn.Parameter]
 
 
-class Artifact:
+class Applicable:
+    """What applies to a model and comes off exactly: an :class:`Artifact`, a stack of them."""
+
+    def apply(self, target: Any, force: bool = False) -> Any:
+        raise NotImplementedError
+
+    def remove(self, target: Any) -> Any:
+        raise NotImplementedError
+
+    @contextmanager
+    def applied(self, target: Any, force: bool = False) -> Iterator[Any]:
+        """``with erasure.applied(pipe): ...`` applies, then removes even on error."""
+        self.apply(target, force=force)
+        try:
+            yield target
+        finally:
+            self.remove(target)
+
+
+class Artifact(Applicable):
     """An erasure artifact: apply to / remove from a model, save / load. Subclasses set ``family``."""
 
     family: ClassVar[ModelFamily]
@@ -176,15 +195,6 @@ class Artifact:
             raise RuntimeError("this erasure is not applied to that model")
         undo()
         return target
-
-    @contextmanager
-    def applied(self, target: Any, force: bool = False) -> Iterator[Any]:
-        """``with erasure.applied(pipe): ...`` applies, then removes even on error."""
-        self.apply(target, force=force)
-        try:
-            yield target
-        finally:
-            self.remove(target)
 
     # -- persistence -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

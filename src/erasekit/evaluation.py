@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from erasekit.concepts import OTHER, Concept, EvalPrompt, cycle
 from erasekit.config import Config, check
 from erasekit.domain import Domain, domain_of
-from erasekit.erasure import CONFIG_FILE, WEIGHTS_FILE, Erasure
+from erasekit.erasure import CONFIG_FILE, WEIGHTS_FILE, Erasure, Stack
 from erasekit.errors import UserError
 from erasekit.grid import save_png
 from erasekit.metrics.base import Answers, Metric, default_metrics, get_metric
@@ -70,8 +70,16 @@ def eval_prompts(concept: Concept, n_prompts: int = 16, seed: int = 0) -> list[E
     return target + [EvalPrompt(t, OTHER) for t in cycle(list(concept.preserve), n_prompts, rng)]
 
 
-def artifact_info(folder: Path, erasure: Erasure) -> dict[str, Any]:
-    """The artifact's JSON plus its digest, size on disk and number of changed parameters."""
+def artifact_info(folder: Path, erasure: Erasure | Stack) -> dict[str, Any]:
+    """The artifact's JSON plus its digest, size on disk and number of changed parameters (a
+    :class:`~erasekit.erasure.Stack`: over its parts' folders, whatever ``folder`` says)."""
+    if isinstance(erasure, Stack):
+        if erasure.folders is None:
+            raise ValueError("a stack's record needs its parts' folders: Stack(parts, folders) or Stack.load(folders)")
+        parts = [artifact_info(f, p) for f, p in zip(erasure.folders, erasure.parts)]
+        return {**erasure.to_json(), "parts": parts, "digest": content_id({"stack": [p["digest"] for p in parts]}),
+                "artifact_bytes": sum(p["artifact_bytes"] for p in parts),
+                "params_changed": sum(p["params_changed"] for p in parts), "folder": erasure.folder}
     h = hashlib.sha256()
     size = 0
     for name in (CONFIG_FILE, WEIGHTS_FILE):

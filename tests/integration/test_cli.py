@@ -211,3 +211,24 @@ def test_mass_erasure_from_a_list_evaluates_one_part_at_a_time(tmp_path, capsys)
     for part in ("skull", "logo"):
         assert main(["eval", str(out), "--concept", part, *tiny, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["run"]["concept"] == part
+
+
+def test_eval_and_attack_a_stack_with_on(tmp_path, capsys):
+    """`eval RUN --on LOWER`: LOWER applied first, RUN on top, recorded as one stacked run."""
+    uce, irece, db = tmp_path / "uce", tmp_path / "irece", tmp_path / "r.db"
+    for method, out in (("uce", uce), ("irece", irece)):
+        assert main(["erase", "--concept", "skull", "--method", method, "--out", str(out)]) == 0
+    capsys.readouterr()
+    tiny = ["--prompts", "1", "--seeds", "0", "--steps", "2", "--db", str(db)]
+    assert main(["eval", "--on", str(uce), "--baseline", "--concept", "skull", *tiny]) == 2
+    assert "give the run folder too" in capsys.readouterr().err
+    assert main(["eval", str(irece), "--on", str(tmp_path / "nope"), *tiny]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", str(irece), "--on", str(uce), *tiny, "--metrics", "efficacy", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert run["method"] == "uce+irece" and run["artifact"] == f"{uce} + {irece}" and run["name"] == "uce+irece"
+    assert main(["eval", str(irece), *tiny, "--metrics", "efficacy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["run_id"] != run["run_id"]  # IRECE alone: another run
+    assert main(["attack", str(irece), "--on", str(uce), "--attack", "paraphrase", "--budget", "1",
+                 "--prompts", "1", "--steps", "2", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_name"] == "uce+irece"

@@ -77,6 +77,10 @@ def test_testbed_spec_covers_every_method_and_attack_with_32_targets():
     ({"lm": {"methods": ["npo"], "tasks": ["harry-potter"]}}, "needs a model folder"),
     ({"lm": {"methods": ["npo"], "tasks": ["tinytofu"], "modle": "tiny"}}, "unknown LMSection key(s): modle"),
     ({"lm": ["npo"]}, "lm: must be a mapping"),
+    ({"methods": [{"method": "irece", "stack_on": ["ucee"]}]}, "did you mean 'uce'"),
+    ({"methods": [{"method": "irece", "stack_on": "uce"}]}, "stack_on: must be a list"),
+    ({"methods": [{"method": "irece", "stack_on": [{"method": "sld", "stack_on": ["uce"]}]}]}, "cannot have its own 'stack_on'"),
+    ({"lm": {"methods": [{"method": "npo", "stack_on": ["npo"]}], "tasks": ["tinytofu"]}}, "do not stack"),
 ])
 def test_bad_specs_fail_with_one_line(change, needle):
     with pytest.raises(UserError) as exc:
@@ -95,6 +99,9 @@ def test_cli_rejects_a_bad_spec_with_exit_2(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().err
     assert main(["bench", str(tmp_path / "missing.yaml")]) == 2
     assert not (tmp_path / "x.db").exists()
+    (tmp_path / "on.yaml").write_text("name: t\nmethods: [{method: irece, on: [uce]}]\nconcepts: [skull]\n")
+    assert main(["bench", str(tmp_path / "on.yaml")]) == 2  # YAML reads `on` as true
+    assert "stack_on" in capsys.readouterr().err
 
 
 def test_replicates_get_their_own_prompts_and_noise():
@@ -144,3 +151,44 @@ def test_threads_share_the_cores_among_busy_workers():
     assert threads_per_worker(1) == cores and threads_per_worker(2 * cores) == 1
     assert threads_per_worker(cores, cells=1) == cores  # one cell left: it gets every core
     assert threads_per_worker(2, cells=2) == threads_per_worker(2) == max(1, cores // 2)
+
+
+def test_a_stack_is_its_own_cell_and_plain_cells_keep_their_ids():
+    """``{method: irece, stack_on: [uce]}``: label ``uce+irece``, UCE's resolved config in the cell's
+    inputs (so its id differs from IRECE alone), and UCE's part shares the plain UCE cell's fit."""
+    from erasekit.bench.cells import Cell
+    from erasekit.provenance import content_id
+
+    spec = BenchSpec.from_mapping({**BASE, "methods": ["uce", "irece", {"method": "irece", "stack_on": ["uce"]},
+                                                       {"method": "irece", "label": "uce-l+irece",
+                                                        "stack_on": [{"method": "uce", "set": {"lamb": 0.1}}]}]})
+    _, cells = plan(spec)
+    uce, irece, stack, stack2 = cells
+    assert stack.label == "uce+irece" and stack.method == "irece" and stack.under == (("uce", uce.config),)
+    assert len({c.cell_id for c in cells}) == 4
+    assert stack.fit_id == irece.fit_id and stack.fit_of("uce", uce.config) == uce.fit_id
+    assert stack2.under[0][1]["lamb"] == 0.1 and stack2.fit_of(*stack2.under[0]) != uce.fit_id
+    plain = {k: v for k, v in uce.key.items()}
+    assert "under" not in plain and uce.cell_id == content_id(plain)  # ids of plain cells never change
+    assert isinstance(uce, Cell) and uce.under == ()
+
+
+def test_only_selects_cells_with_their_baselines(tmp_path, capsys):
+    from erasekit.bench.runner import spec_cells
+
+    spec = BenchSpec.from_mapping({**BASE, "methods": ["uce", "sld"], "concepts": ["skull", "logo"], "seeds": [0, 1],
+                                   "lm": {"methods": ["npo"], "tasks": ["tinytofu"]}})
+    base, meth = spec_cells(spec)
+    assert len(base) == 5 and len(meth) == 10  # 4 diffusion baselines + 1 LM; 8 + 2
+    base, meth = spec_cells(spec, ("sld/skull/s1", "uce/logo/*"))
+    assert [c.name for c in meth] == ["uce/logo/s0", "sld/skull/s1", "uce/logo/s1"]  # seed-major, the spec's order
+    assert sorted(c.name for c in base) == ["baseline/logo/s0", "baseline/logo/s1", "baseline/skull/s1"]
+    base, meth = spec_cells(spec, ("npo/*",))
+    assert [c.name for c in meth] == ["npo/tinytofu/s0", "npo/tinytofu/s1"] and len(base) == 1
+    with pytest.raises(UserError, match="matches no cell"):
+        spec_cells(spec, ("esd/*",))
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\nmethods: [uce]\nconcepts: [skull]\n")
+    assert main(["bench", str(path), "--db", str(tmp_path / "x.db"), "--only", "uce/logo/s0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "uce/skull/s0" in err and not (tmp_path / "x.db").exists()

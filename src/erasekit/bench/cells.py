@@ -46,13 +46,18 @@ class Cell:
     target_prompts: int
     target_seeds: tuple[int, ...]
     weights: str | None
+    #: a stack's lower methods ``(method, config)``, applied before ``method``
+    under: tuple = ()
 
     @property
     def key(self) -> dict[str, Any]:
         """The cell's inputs; its id is their content hash (the label and bench name are not inputs)."""
-        return {"method": self.method, "config": self.config, "concept": self.concept, "seed": self.seed,
-                "eval": self.eval.to_dict(), "attacks": [(a.attack, a.budget) for a in self.attacks],
-                "targets": [self.target_prompts, list(self.target_seeds)], "weights": self.weights}
+        key = {"method": self.method, "config": self.config, "concept": self.concept, "seed": self.seed,
+               "eval": self.eval.to_dict(), "attacks": [(a.attack, a.budget) for a in self.attacks],
+               "targets": [self.target_prompts, list(self.target_seeds)], "weights": self.weights}
+        if self.under:  # only stacks carry it, so a plain cell's id is what it always was
+            key["under"] = [[m, c] for m, c in self.under]
+        return key
 
     @property
     def cell_id(self) -> str:
@@ -61,8 +66,12 @@ class Cell:
     @property
     def fit_id(self) -> str:
         """The artifact cache key: cells with the same fit share one artifact."""
-        return content_id({"method": self.method, "config": self.config, "concept": self.concept,
-                           "seed": self.seed, "weights": self.weights})
+        return self.fit_of(self.method, self.config)
+
+    def fit_of(self, method: str | None, config: dict) -> str:
+        """The cache key of one fit of this cell (its own, or a stack part's: shared with plain cells)."""
+        return content_id({"method": method, "config": config, "concept": self.concept, "seed": self.seed,
+                           "weights": self.weights})
 
     @property
     def name(self) -> str:
@@ -82,10 +91,12 @@ def plan(spec: BenchSpec) -> tuple[list[Cell], list[Cell]]:
         return Cell(spec.name, BASELINE if m is None else m.label, None if m is None else m.method,
                     {} if m is None else m.config(), concept, seed, eval_config(spec, seed),
                     () if m is None else tuple(spec.attacks), spec.attack_targets.n_prompts,
-                    tuple(s + SEED_STRIDE * seed for s in spec.attack_targets.seeds), spec.weights)
+                    tuple(s + SEED_STRIDE * seed for s in spec.attack_targets.seeds), spec.weights,
+                    () if m is None else m.under())
 
-    baselines = [cell(None, c, s) for c in spec.concepts for s in spec.seeds]
-    methods = [cell(m, c, s) for m in spec.methods for c in spec.concepts for s in spec.seeds]
+    # seed-major: a pass stopped half-way has whole replicates (every method on every concept)
+    baselines = [cell(None, c, s) for s in spec.seeds for c in spec.concepts]
+    methods = [cell(m, c, s) for s in spec.seeds for c in spec.concepts for m in spec.methods]
     return baselines, methods
 
 
@@ -102,7 +113,7 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
     from erasekit.artifact import fit_or_load
     from erasekit.concepts import get_concept
     from erasekit.domain import domain_of, get_domain
-    from erasekit.erasure import Erasure
+    from erasekit.erasure import Erasure, Stack
     from erasekit.evaluation import artifact_info, evaluate
     from erasekit.pipelines import fingerprint, load_for
     from erasekit.redteam import attack
@@ -123,11 +134,18 @@ def run_cell(cell: Cell, db_path: str, threads: int, shared_runs: list[str]) -> 
     judge = domain.load_judge(None)
     erasure, artifact_dir, info = None, None, None
     if cell.method is not None:
-        artifact_dir = main.image_root / "artifacts" / cell.fit_id
-        erasure, reused = fit_or_load(artifact_dir, Erasure, cell.method, pipe, concept, cell.config,
-                                      cell.weights or "testbed (shipped)", progress=False, seed=cell.seed)
-        say(f"reusing the artifact {artifact_dir.name}" if reused else f"fitted in {erasure.extra['fit_seconds']:.1f} s")
-        info = artifact_info(artifact_dir, erasure)
+        parts, folders = [], []
+        for method, config in (*cell.under, (cell.method, cell.config)):  # a stack's parts fit on the base weights
+            folder_k = main.image_root / "artifacts" / cell.fit_of(method, config)
+            part, reused = fit_or_load(folder_k, Erasure, method, pipe, concept, config,
+                                       cell.weights or "testbed (shipped)", progress=False, seed=cell.seed)
+            say(f"{method}: reusing the artifact {folder_k.name}" if reused
+                else f"{method}: fitted in {part.extra['fit_seconds']:.1f} s")
+            parts.append(part)
+            folders.append(folder_k)
+        erasure = parts[0] if len(parts) == 1 else Stack(parts, folders)
+        artifact_dir = folders[0] if len(parts) == 1 else erasure.folder
+        info = artifact_info(Path(artifact_dir), erasure)
     run = evaluate(local, pipe, judge, concept, cell.eval, erasure, artifact_dir, progress=False, name=cell.name)
     say(f"evaluated: run {run['run_id']}")
     attack_ids = []

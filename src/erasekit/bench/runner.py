@@ -10,6 +10,7 @@ written by the driver in one transaction keyed by the cell's content, lands exac
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
 from dataclasses import dataclass
@@ -41,12 +42,36 @@ class BenchPlan:
         return len(self.todo) + len(self.done)
 
 
-def pending(spec: BenchSpec, store: Store) -> tuple[BenchPlan, BenchPlan]:
-    """The baseline and method cells of ``spec``, split into to-do and already stored."""
+def select(baselines: list, methods: list, only: tuple[str, ...]) -> tuple[list, list]:
+    """The cells whose names (``label/concept/sSEED``) match one of the ``only`` patterns (shell
+    wildcards), with the baselines they need (same concept and seed); every pattern must match."""
+    if not only:
+        return baselines, methods
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(c.name, pattern) for c in baselines + methods):
+            examples = ", ".join(c.name for c in (methods or baselines)[:2])
+            raise UserError(f"--only {pattern} matches no cell of this spec; cells are named label/concept/sSEED "
+                            f"(e.g. {examples}), wildcards allowed")
+    chosen = [c for c in methods if any(fnmatch.fnmatchcase(c.name, p) for p in only)]
+    needed = {(c.concept, c.seed) for c in chosen}
+    tasks = {c.concept for c in chosen if isinstance(c, LMCell)}  # an LM task has one baseline, whatever the seed
+    base = [c for c in baselines if (c.concept, c.seed) in needed or (isinstance(c, LMCell) and c.concept in tasks)
+            or any(fnmatch.fnmatchcase(c.name, p) for p in only)]
+    return base, chosen
+
+
+def spec_cells(spec: BenchSpec, only: tuple[str, ...] = ()) -> tuple[list, list]:
+    """The baseline and method cells (diffusion, then LM) of ``spec``, or those ``only`` selects."""
+    (base, meth), (lm_base, lm_meth) = plan(spec), plan_lm(spec)
+    return select(base + lm_base, meth + lm_meth, only)
+
+
+def pending(spec: BenchSpec, store: Store, only: tuple[str, ...] = ()) -> tuple[BenchPlan, BenchPlan]:
+    """The baseline and method cells of ``spec`` (those ``only`` selects), split into to-do and
+    already stored."""
     stored = {c["cell_id"] for c in bench_cells(store)}
     out = []
-    (base, meth), (lm_base, lm_meth) = plan(spec), plan_lm(spec)
-    for cells in (base + lm_base, meth + lm_meth):
+    for cells in spec_cells(spec, only):
         out.append(BenchPlan([c for c in cells if c.cell_id not in stored], [c for c in cells if c.cell_id in stored]))
     return out[0], out[1]
 
@@ -76,16 +101,18 @@ def _start_ray(workers: int, address: str | None) -> Any:
 
 
 def run_bench(spec: BenchSpec, db: str | Path, workers: int = 1, address: str | None = None,
-              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Compute every cell of ``spec`` not yet in ``db``; return counts and wall time."""
+              progress: bool = True, log: Callable[[str], None] = print, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Compute every cell of ``spec`` (or those ``only`` selects) not yet in ``db``; return counts
+    and wall time. A partial run's time counts toward the spec's total like any other sitting."""
     if workers < 1:
         raise UserError(f"workers must be >= 1, got {workers}")
     db = Path(db).resolve()
     store = Store(db)
-    baselines, methods = pending(spec, store)
+    baselines, methods = pending(spec, store, only)
     add_members(store, spec.name, baselines.todo + baselines.done + methods.todo + methods.done)
     summary = {"cells": baselines.total + methods.total, "computed": 0, "stored_before": len(baselines.done) + len(methods.done)}
-    log(f"{spec.name}: {summary['cells']} cells ({baselines.total} baselines, {methods.total} method cells), "
+    picked = f" selected by --only {','.join(only)}" if only else ""
+    log(f"{spec.name}: {summary['cells']} cells{picked} ({baselines.total} baselines, {methods.total} method cells), "
         f"{summary['stored_before']} stored, {len(baselines.todo) + len(methods.todo)} to compute")
     t0 = time.perf_counter()
     if not baselines.todo and not methods.todo:

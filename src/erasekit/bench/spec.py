@@ -10,6 +10,7 @@ hour of fitting::
     methods:
       - uce                                   # a registered method with its defaults
       - {label: esd-x, method: esd, set: {train_method: esd-x, iterations: 10}}
+      - {method: irece, stack_on: [uce]}      # a stack: UCE applied first, IRECE on top (label uce+irece)
     concepts: [skull]
     attacks:
       - paraphrase                            # its default budget
@@ -50,6 +51,8 @@ class MethodSpec(Config):
     method: str
     label: str = ""
     set: dict = field(default_factory=dict)
+    #: methods applied first, this one on top (``[uce]`` or ``[{method: uce, set: {...}}]``): a stack
+    stack_on: tuple = ()
 
     @staticmethod
     def make_config(method: str, overrides: dict) -> Config:
@@ -58,14 +61,24 @@ class MethodSpec(Config):
         return make_config(method, overrides)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stack_on, (list, tuple)):
+            raise UserError(f"stack_on: must be a list of methods to apply first, got {self.stack_on!r}")
+        object.__setattr__(self, "stack_on", tuple(m if isinstance(m, MethodSpec) else
+                                                   _entry(type(self), "method", m, "stack_on") for m in self.stack_on))
         self.check_types()
         self.make_config(self.method, self.set)  # unknown method ("did you mean") or bad override: fail now
-        object.__setattr__(self, "label", self.label or self.method)
+        check(all(not m.stack_on for m in self.stack_on), "stack_on",
+              "a method under a stack cannot have its own 'stack_on'; list them all in order")
+        object.__setattr__(self, "label", self.label or "+".join([*(m.method for m in self.stack_on), self.method]))
         check(bool(LABEL.match(self.label)), "label", f"must be letters, digits and _.+- (at most 64), got {self.label!r}")
 
     def config(self) -> dict[str, Any]:
         """The method's full resolved config (defaults with the overrides)."""
         return self.make_config(self.method, self.set).to_dict()
+
+    def under(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The stack's lower methods with their resolved configs, in the order they apply."""
+        return tuple((m.method, m.config()) for m in self.stack_on)
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,10 @@ class LMMethodSpec(MethodSpec):
         from erasekit.lm.methods.base import make_lm_config
 
         return make_lm_config(method, overrides)
+
+    def __post_init__(self) -> None:
+        check(not self.stack_on, "stack_on", "language-model methods do not stack; drop 'stack_on'")
+        super().__post_init__()
 
     def config(self, seed: int = 0) -> dict[str, Any]:  # type: ignore[override]
         """The resolved config; a method with a ``seed`` setting gets the replicate's seed unless set."""
@@ -270,6 +287,9 @@ def _entry(cls: type[Config], name_key: str, item: Any, where: str) -> Any:
     """``"uce"`` or ``{method: uce, ...}`` -> the spec dataclass."""
     if isinstance(item, str):
         item = {name_key: item}
+    if isinstance(item, dict) and True in item:  # YAML 1.1 reads a bare `on:` (also yes/y) as true
+        raise UserError(f"{where}: a key reads as true in {item!r}; YAML turns `on`/`yes` into true: "
+                        "to stack methods write stack_on: [...]")
     try:
         return cls.from_dict(_mapping(item, where))
     except TypeError as exc:  # a required key missing

@@ -60,6 +60,14 @@ def guidance(value: str) -> float:
     return g
 
 
+def cell_patterns(value: str) -> list[str]:
+    """Comma-separated cell-name patterns (``label/concept/sSEED``, shell wildcards)."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("is empty; give cell names such as uce/skull/s0 or */skull/s0")
+    return names
+
+
 def metric_list(value: str) -> tuple[str, ...]:
     from erasekit.metrics import get_metric
 
@@ -112,6 +120,8 @@ def run_args(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--baseline", action="store_true", help=f"{verb} the unedited model (on the run's concept)")
     p.add_argument("--concept", default=None,
                    help="concept for --baseline without a run folder, or which concept of a mass erasure")
+    p.add_argument("--on", action="append", default=[], metavar="FOLDER",
+                   help="apply this artifact first, RUN on top of it (stacking, e.g. IRECE on UCE; repeatable)")
 
 
 def stored_args(p: argparse.ArgumentParser, force_help: str) -> None:
@@ -156,14 +166,22 @@ def list_methods(registry: Any, hook: str, widths: tuple[int, int]) -> None:
         print(f"{name:{widths[0]}s} {m.group or hook:{widths[1]}s} {m.summary()}")
 
 
-def load_erasure(folder: str | None, flag: str = "--erasure") -> Any:
-    if folder is None:
+def load_erasure(folders: str | list[str] | None, flag: str = "--erasure") -> Any:
+    """The artifact in a folder, or the :class:`~erasekit.erasure.Stack` of several (in order)."""
+    folders = [folders] if isinstance(folders, str) else list(folders or [])
+    if not folders:
         return None
-    from erasekit.erasure import Erasure
+    from erasekit.erasure import Stack
 
-    if not Path(folder).is_dir():
-        raise UsageError(f"{flag} {folder} does not exist; pass a folder written by `erasekit erase`")
-    return Erasure.load(folder)
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"{flag} {folder} does not exist; pass a folder written by `erasekit erase`")
+    return Stack.load(folders)
+
+
+def run_folder(args: argparse.Namespace, erasure: Any) -> str | None:
+    """What a stored run records as its artifact: RUN, or the stack's folders (``--on``)."""
+    return None if erasure is None else getattr(erasure, "folder", None) or args.run
 
 
 #: Library argument names -> the flags that set them (library errors start with ``name:``).

@@ -11,15 +11,16 @@ from erasekit.cli import paths as P
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from erasekit.bench.leaderboard import leaderboard
-    from erasekit.bench.runner import run_bench
+    from erasekit.bench.runner import run_bench, spec_cells
     from erasekit.bench.spec import load_spec
 
     spec = load_spec(args.spec)  # every name and override checked before Ray starts
+    spec_cells(spec, tuple(args.only))  # and every --only pattern, before the database is made
     store = P.open_store(args.db)
     store.close()
     quiet = args.json
     summary = run_bench(spec, args.db, workers=args.workers, address=args.address, progress=not quiet,
-                        log=(lambda _: None) if quiet else print)
+                        log=(lambda _: None) if quiet else print, only=tuple(args.only))
     store = P.open_store(args.db, readonly=True)
     board = leaderboard(store, spec.name)
     if args.json:
@@ -65,5 +66,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--workers", type=A.positive, default=1,
                     help="local Ray workers (default 1); each gets cores/workers torch threads")
     be.add_argument("--address", default=None, help="join this Ray cluster (e.g. ray://host:10001) instead")
+    be.add_argument("--only", type=A.cell_patterns, default=[], metavar="CELLS",
+                    help="compute only these cells: comma-separated label/concept/sSEED patterns with wildcards "
+                         "(e.g. 'mace/*/s0,*/skull/s0'); their baselines come along")
     be.add_argument("--json", action="store_true", help="print the summary and leaderboard as JSON")
     be.set_defaults(func=cmd_bench)

@@ -63,7 +63,9 @@ def run_and_concept(args: argparse.Namespace):
 
     if args.run is None and not args.baseline:
         raise UsageError("give a run folder written by `erasekit erase`, or --baseline --concept NAME")
-    erasure = A.load_erasure(args.run, flag="run folder")
+    if args.on and args.run is None:
+        raise UsageError("--on stacks RUN on other artifacts; give the run folder too (e.g. runs/irece --on runs/uce)")
+    erasure = A.load_erasure(None if args.run is None else [*args.on, args.run], flag="run folder")
     if args.concept is not None:
         if erasure is not None and erasure.concept.parts:  # one part of a mass erasure
             return erasure, erasure.concept.part(args.concept)
@@ -88,7 +90,7 @@ def _prepare(args: argparse.Namespace, erasure, concept):
 
     store = P.open_store(args.db)
     pipe, judge = A.load_models(args, domain_of(concept))
-    name = None if erasure is None or args.baseline else Path(args.run).name
+    name = None if erasure is None or args.baseline else "+".join(Path(f).name for f in [*args.on, args.run])
     return (None if args.baseline else erasure), store, pipe, judge, name
 
 
@@ -101,7 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     erasure, concept = run_and_concept(args)  # check the metrics before a database or model is opened
     resolve_metrics(args.metrics, available(True, domain_of(concept), None if args.baseline else erasure))
     erasure, store, pipe, judge, name = _prepare(args, erasure, concept)
-    result = evaluate(store, pipe, judge, concept, cfg, erasure, args.run if erasure is not None else None,
+    result = evaluate(store, pipe, judge, concept, cfg, erasure, A.run_folder(args, erasure),
                       metrics=args.metrics, force=args.force, progress=not args.json, name=name)
     if args.json:
         run = {k: result[k] for k in ("run_id", "name", "kind", "method", "concept", "artifact", "git_hash",
@@ -147,7 +149,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
                          f"the run's concept {concept.name!r} (a user concept) lacks; attack a built-in concept")
     erasure, store, pipe, judge, name = _prepare(args, erasure, concept)
     result = attack(store, pipe, judge, concept, args.attack, args.budget, erasure,
-                    None if erasure is None else args.run, args.prompts, tuple(args.seeds), args.seed, args.steps,
+                    A.run_folder(args, erasure), args.prompts, tuple(args.seeds), args.seed, args.steps,
                     args.guidance, args.force, progress=not args.json, name=name)
     s = {k: result[k] for k in ("attack_id", "run_name", "attack", "threat_model", "budget", "budget_unit", "n",
                                 "pre_asr", "asr", "unet_evals", "grad_steps", "wall_seconds", "cached")}
@@ -194,7 +196,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ge.add_argument("--negative-prompt", default=None)
     ge.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     A.sampling_args(ge)
-    ge.add_argument("--erasure", default=None, help="apply this erasure artifact (a folder from `erasekit erase`)")
+    ge.add_argument("--erasure", action="append", default=None, metavar="FOLDER",
+                    help="apply this erasure artifact (a folder from `erasekit erase`; repeat to stack, in order)")
     ge.add_argument("--force", action="store_true", help="apply even if the artifact was fitted on other weights")
     ge.set_defaults(func=cmd_generate)
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from erasekit.artifact import ADAPTER_PREFIX
 from erasekit.config import Config, check
 from erasekit.errors import UserError
 from erasekit.lm import data
@@ -59,16 +60,17 @@ class Leace(LMMethod):
         rows = task.probe[config.attribute]
         x = last_token_states(lm, [q for q, _, _ in rows])[config.layer + 1]
         eraser = fit_eraser(x, [v for _, v, _ in rows])
-        tensors = {"leace.proj_left": eraser.proj_left.float(), "leace.proj_right": eraser.proj_right.float()}
+        tensors = {"proj_left": eraser.proj_left.float(), "proj_right": eraser.proj_right.float()}
         if eraser.bias is not None:
-            tensors["leace.bias"] = eraser.bias.float()
+            tensors["bias"] = eraser.bias.float()
+        tensors = {f"{ADAPTER_PREFIX}leace.{k}": v for k, v in tensors.items()}  # the hook's, not the model's
         return LMErasure(self.name, config, forget, fingerprint(lm.model), tensors, {"n_fit": len(rows)})
 
     def install(self, target: Any, erasure: LMErasure) -> Callable[[], None]:
         from concept_erasure import LeaceEraser
 
-        t = erasure.tensors
-        eraser = LeaceEraser(t["leace.proj_left"], t["leace.proj_right"], t.get("leace.bias"))
+        t = erasure.adapter("leace.")
+        eraser = LeaceEraser(t["proj_left"], t["proj_right"], t.get("bias"))
 
         def hook(_m, _i, out):
             if isinstance(out, tuple):
