@@ -1,6 +1,7 @@
 """The TinyTOFU table: full model, oracle and every unlearning method, evaluated and attacked.
 
     python benchmarks/lm_unlearning.py [--models DIR] [--db runs/lm/results.db] [--methods ...] [--markdown]
+    python benchmarks/lm_unlearning.py --methods npo,npo:sampling=modular,...   # config overrides per row
 
 Trains the tiny target and oracle into ``--models`` if they are not there, fits every method with
 its defaults, stores evaluations and attacks in the database (a stored evaluation or attack of the
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from erasekit.config import parse_overrides
 from erasekit.lm import data, evaluate as E, model as M
 from erasekit.lm.tasks import Forget
 from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_config
@@ -34,14 +36,16 @@ def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
 def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM, **kw) -> str:
     """Evaluate and run every attack (a stored evaluation or attack is reused); returns the run id."""
     run_id = E.evaluate(store, lm, spec, oracle=oracle, **kw)["run_id"]
+    done = {a["attack"] for a in store.attacks_on(run_id)}
     for a in ATTACKS:
-        if f"attack:{a}" not in store.metric_names_done(run_id):
+        if a not in done:
             E.attack(store, run_id, lm, spec, a, erasure=kw.get("erasure"), oracle=oracle)
     return run_id
 
 
 def row(store: Store, run_id: str) -> dict[str, float | None]:
-    m = store.metrics(run_id)
+    """The run's metrics and its attacks' values (stored apart, in ``attack_values``)."""
+    m = {**store.metrics(run_id), **{k: v for a in store.attacks_on(run_id) for k, v in a["values"].items()}}
 
     def g(k: str) -> float | None:
         return m[k]["value"] if k in m else None
@@ -49,7 +53,7 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
     return {"forget": g("forget_acc"), "surrogate": g("surrogate_acc"), "two_hop": g("two_hop_acc"),
             "utility": g("model_utility"), "fq": g("forget_quality"), "probe": g("probe_acc"),
             "relearn": g("relearn_recovery"), "relearn_oracle": g("relearn_oracle_recovery"),
-            "int4": g("int4_forget_change"), "privleak": g("privleak")}
+            "int4": g("int4_forget_change"), "privleak": g("privleak"), "neighbour": g("neighbour_acc")}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -79,19 +83,21 @@ def main() -> None:
     for label, lm_, kind in (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle")):
         rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, name=label, kind=kind))))
     for entry in args.methods.split(","):
-        name, _, flag = entry.partition("+")
+        head_, *pairs = entry.split(":")  # graddiff+gu, npo:sampling=modular
+        name, _, flag = head_.partition("+")
         if name not in lm_method_names():
             raise SystemExit(f"unknown method {name!r}; choose from {', '.join(lm_method_names())}")
-        cfg = make_lm_config(name, {"gu": True} if flag == "gu" else None)
+        cfg = make_lm_config(name, {**({"gu": True} if flag == "gu" else {}), **parse_overrides(pairs)})
         t = time.perf_counter()
         art = get_lm_method(name).fit(full, spec, cfg, progress=False)
         fit_s = time.perf_counter() - t
         rows.append((entry, f"{fit_s:.1f}", row(store, evaluated(store, full, spec, oracle, erasure=art, name=entry))))
-    head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "model utility", "forget quality",
-            "probe acc", "relearn recovery (oracle)", "int4 change", "privleak")
+    head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
+            "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak")
     lines = []
     for label, fit_s, v in rows:
-        lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["utility"]),
+        lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["neighbour"]),
+                      fmt(v["utility"]),
                       fmt(v["fq"], -1), fmt(v["probe"]),
                       f"{fmt(v['relearn'], -2)} ({fmt(v['relearn_oracle'], -2)})", fmt(v["int4"], -2),
                       fmt(v["privleak"], 1)))

@@ -62,6 +62,9 @@ def test_same_seed_same_artifact(tiny_lms) -> None:
     b = get_lm_method("npo").fit(full, SPEC, cfg, progress=False)
     assert sorted(a.tensors) == sorted(b.tensors)
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+    for scheme in ("cyclic", "neighbours", "modular"):  # the loop trains on what the sampler pairs
+        c = get_lm_method("npo").fit(full, SPEC, make_lm_config("npo", {"steps": 5, "sampling": scheme}), progress=False)
+        assert c.config.sampling == scheme and not all(torch.equal(a.tensors[k], c.tensors[k]) for k in a.tensors)
 
 
 def test_gu_update_is_orthogonal_to_the_retain_gradient(tiny_lms) -> None:

@@ -19,6 +19,7 @@ from erasekit.linalg import orthogonal_to_span
 from erasekit.lm.methods.base import (LM_GROUPS, LM_METHODS, LMErasure, LMMethod, get_lm_method, group_parameters,
                                       lm_method_names, make_lm_config)
 from erasekit.lm.model import LM, batch_qa, clone, decoder_layers, fingerprint, mean_token_nll
+from erasekit.lm.sampling import SAMPLING, PairSampler
 from erasekit.lm.tasks import Forget, Task, get_task
 from erasekit.losses import next_token_kl
 
@@ -62,7 +63,8 @@ def layer_output(model: torch.nn.Module, layer: int) -> Iterator[list[torch.Tens
 class GradientConfig(Config):
     """Settings every gradient method shares. ``retain``: ``nll``, ``kl`` or ``none``; ``alpha``
     weighs it, ``gamma`` the forget term. ``gu``: project the forget gradient off the span of the
-    last ``gu_window`` retain gradients (GU, arXiv 2511.17100)."""
+    last ``gu_window`` retain gradients (GU, arXiv 2511.17100). ``sampling``: how forget and retain
+    items are paired per step (:mod:`erasekit.lm.sampling`, MELU)."""
 
     steps: int = 60
     lr: float = 3e-4
@@ -75,6 +77,7 @@ class GradientConfig(Config):
     gu_window: int = 4
     optimizer: str = "adamw"
     seed: int = 0
+    sampling: str = "random"
 
     def __post_init__(self) -> None:
         self.check_types()
@@ -86,13 +89,10 @@ class GradientConfig(Config):
         check(self.params in LM_GROUPS, "params", f"must be one of {', '.join(LM_GROUPS)}, got {self.params!r}")
         check(self.gu_window >= 1, "gu_window", f"must be >= 1, got {self.gu_window}")
         check(self.optimizer in ("adamw", "sgd"), "optimizer", f"must be adamw or sgd, got {self.optimizer!r}")
+        check(self.sampling in SAMPLING, "sampling", f"must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
 
 
 ForgetTerm = Callable[[LM, dict[str, torch.Tensor], "LM | None"], torch.Tensor]
-
-
-def _sample(items: list, n: int, gen: torch.Generator) -> list:
-    return [items[i] for i in torch.randint(len(items), (min(n, len(items)),), generator=gen).tolist()]
 
 
 def _flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -149,6 +149,7 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
     opt = (torch.optim.AdamW(plist, lr=cfg.lr, weight_decay=0.0) if cfg.optimizer == "adamw"
            else torch.optim.SGD(plist, lr=cfg.lr))
     use_retain = (retain_term is not None or cfg.retain != "none") and cfg.alpha > 0
+    pairs = PairSampler(task.forget_train, task.retain_train, cfg.sampling, cfg.batch, gen)
     window: list[torch.Tensor] = []
     log: dict[str, Any] = {"forget_loss": [], "retain_loss": []}
     start = time.perf_counter()
@@ -157,8 +158,9 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
             lm.model.train()
             bar = tqdm(range(cfg.steps), desc=desc, disable=not progress)
             for _ in bar:
-                fb = batch_qa(lm, [(q.question, q.answer) for q in _sample(task.forget_train, cfg.batch, gen)])
-                rb = batch_qa(lm, [(q.question, q.answer) for q in _sample(task.retain_train, cfg.batch, gen)])
+                f_items, r_items = pairs()
+                fb = batch_qa(lm, [(q.question, q.answer) for q in f_items])
+                rb = batch_qa(lm, [(q.question, q.answer) for q in r_items])
                 opt.zero_grad(set_to_none=True)
                 lf = cfg.gamma * forget_term(lm, fb, ref)
                 if cfg.gu:
