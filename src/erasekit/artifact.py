@@ -73,6 +73,19 @@ class ModelFamily:
     parameter: Callable[[Any, str], torch.nn.Parameter]
 
 
+@contextmanager
+def restored(params: dict[str, torch.nn.Parameter]) -> Iterator[None]:
+    """Run a fit that edits ``params`` in place, then put their original values back (a fit leaves
+    the model as it found it; the artifact carries the change)."""
+    saved = {k: p.detach().clone() for k, p in params.items()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(saved[k])
+
+
 class Applicable:
     """What applies to a model and comes off exactly: an :class:`Artifact`, a stack of them."""
 

@@ -76,6 +76,20 @@ def to_uint8(images: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)
 
 
+@torch.no_grad()
+def ddim_cfg(unet: torch.nn.Module, scheduler: Any, cond: torch.Tensor, uncond: torch.Tensor, guidance: float,
+             shape: tuple, gen: torch.Generator, steps: int | None = None) -> torch.Tensor:
+    """DDIM with CFG from noise, one latent of ``shape[1:]`` per row of ``cond``, for the first
+    ``steps`` of ``scheduler.timesteps`` (``None``: all). The noise is drawn on the CPU from
+    ``gen``, so it is the same on any device."""
+    x = torch.randn((len(cond), *shape[1:]), generator=gen).to(cond.device) * scheduler.init_noise_sigma
+    context = torch.cat([uncond.expand(len(cond), -1, -1), cond])
+    for t in scheduler.timesteps[:steps]:
+        p_u, p_c = unet(torch.cat([x, x]), t, encoder_hidden_states=context).sample.chunk(2)
+        x = guided_step(scheduler, p_u, p_c, guidance, t, x)
+    return x
+
+
 def generate_jobs(
     pipe: Any,
     jobs: list[tuple[int, int, str]],

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from erasekit.artifact import restored
 from erasekit.config import Config, check
 from erasekit.linalg import orthogonal_to_span
 from erasekit.lm.methods.base import (LM_GROUPS, LM_METHODS, LMErasure, LMMethod, get_lm_method, group_parameters,
@@ -29,18 +30,6 @@ __all__ = ["LM_GROUPS", "LM_METHODS", "GradientConfig", "LMErasure", "LMMethod",
 def touched(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
     """Detached copies of ``params`` (an artifact's tensors, or values to restore)."""
     return {k: p.detach().clone() for k, p in params.items()}
-
-
-@contextmanager
-def restored(model: torch.nn.Module, params: dict[str, torch.nn.Parameter]) -> Iterator[None]:
-    """Run a fit that edits ``params`` in place, then put the original values back."""
-    saved = touched(params)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(saved[k])
 
 
 @contextmanager
@@ -154,7 +143,7 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
     log: dict[str, Any] = {"forget_loss": [], "retain_loss": []}
     start = time.perf_counter()
     try:
-        with restored(lm.model, params):
+        with restored(params):
             lm.model.train()
             bar = tqdm(range(cfg.steps), desc=desc, disable=not progress)
             for _ in bar:

@@ -29,12 +29,13 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline
 from tqdm.auto import tqdm
 
+from erasekit.artifact import restored
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.losses import denoising_loss
 from erasekit.methods.esd import latent_shape
 from erasekit.pipelines import encode, fingerprint, group_parameters, training
-from erasekit.sampling import guided_step
+from erasekit.sampling import ddim_cfg
 
 
 @dataclass(frozen=True)
@@ -61,20 +62,6 @@ class CAConfig(MethodConfig):
         check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
-@torch.no_grad()
-def anchor_images(unet: torch.nn.Module, scheduler: DDIMScheduler, conds: torch.Tensor, uncond: torch.Tensor,
-                  guidance: float, shape: tuple, gen: torch.Generator) -> torch.Tensor:
-    """The frozen model's DDIM samples (model space: latents, or pixels on the testbed), one per row of ``conds``."""
-    device = conds.device
-    x = torch.randn((len(conds), *shape[1:]), generator=gen).to(device) * scheduler.init_noise_sigma  # CPU noise
-    context = torch.cat([uncond.expand(len(conds), -1, -1), conds])
-    for t in scheduler.timesteps:
-        pred = unet(torch.cat([x, x]), t, encoder_hidden_states=context).sample
-        p_u, p_c = pred.chunk(2)
-        x = guided_step(scheduler, p_u, p_c, guidance, t, x)
-    return x
-
-
 @METHODS.register("ca")
 class ConceptAblation(Method):
     """CA: match the concept's prediction to the anchor's on anchor images (Kumari et al. 2023)."""
@@ -95,12 +82,11 @@ class ConceptAblation(Method):
         frozen = copy.deepcopy(unet).requires_grad_(False).eval()
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
-        x0 = anchor_images(frozen, scheduler, a_states, uncond, config.guidance, latent_shape(pipe), gen)
+        x0 = ddim_cfg(frozen, scheduler, a_states, uncond, config.guidance, latent_shape(pipe), gen)  # anchor images
         params = group_parameters(pipe, self.group)
-        originals = {k: p.detach().clone() for k, p in params.items()}
         opt = torch.optim.Adam(list(params.values()), lr=config.lr)
         n_train = pipe.scheduler.config.num_train_timesteps
-        try:
+        with restored(params):  # the pipeline comes back as it was; the artifact carries the change
             with training(unet, params.values()):
                 for _ in tqdm(range(config.iterations), desc="ca", disable=not progress):
                     idx = torch.randint(len(x0), (config.batch,), generator=gen).to(x0.device)
@@ -116,8 +102,4 @@ class ConceptAblation(Method):
                     loss.backward()
                     opt.step()
             tensors = {k: p.detach().clone() for k, p in params.items()}
-        finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
-            with torch.no_grad():
-                for k, p in params.items():
-                    p.copy_(originals[k])
         return Erasure(self.name, config, concept, base_fp, tensors, {"n_anchor_images": config.n_anchor_images})

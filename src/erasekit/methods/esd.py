@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline
 from tqdm.auto import tqdm
 
+from erasekit.artifact import restored
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.losses import esd_target
 from erasekit.pipelines import encode, fingerprint, group_parameters, training
-from erasekit.sampling import guided_step
+from erasekit.sampling import ddim_cfg
 
 PARAMETER_GROUPS = {"esd-x": "xattn", "esd-u": "unet_non_xattn", "esd-x-strict": "xattn_kv"}
 
@@ -63,18 +64,10 @@ def latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int, int]:
     return (1, cfg.in_channels, size, size)
 
 
-@torch.no_grad()
 def sample_xt(frozen, scheduler: DDIMScheduler, cond: torch.Tensor, uncond: torch.Tensor, stop: int,
               guidance: float, shape: tuple, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """DDIM-sample with CFG from noise for ``stop`` steps; returns ``(x_t, t)`` at that step."""
-    device = next(frozen.parameters()).device
-    x = torch.randn(shape, generator=gen).to(device) * scheduler.init_noise_sigma  # CPU noise: same on any device
-    context = torch.cat([uncond, cond])
-    for t in scheduler.timesteps[:stop]:
-        pred = frozen(torch.cat([x, x]), t, encoder_hidden_states=context).sample
-        p_u, p_c = pred.chunk(2)
-        x = guided_step(scheduler, p_u, p_c, guidance, t, x)
-    return x, scheduler.timesteps[stop]
+    return ddim_cfg(frozen, scheduler, cond, uncond, guidance, shape, gen, stop), scheduler.timesteps[stop]
 
 
 @METHODS.register("esd")
@@ -98,13 +91,12 @@ class ESD(Method):
         unet = pipe.unet
         frozen = copy.deepcopy(unet).requires_grad_(False).eval()
         params = group_parameters(pipe, PARAMETER_GROUPS[config.train_method])
-        originals = {k: p.detach().clone() for k, p in params.items()}
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
         opt = torch.optim.Adam(list(params.values()), lr=config.lr)
         gen = torch.Generator().manual_seed(config.seed)
         shape = latent_shape(pipe)
-        try:
+        with restored(params):  # the pipeline comes back as it was; the artifact carries the change
             with training(unet, params.values()):
                 for _ in tqdm(range(config.iterations), desc="esd", disable=not progress):
                     k = int(torch.randint(len(prompts), (1,), generator=gen))
@@ -121,8 +113,4 @@ class ESD(Method):
                     loss.backward()
                     opt.step()
             tensors = {k: p.detach().clone() for k, p in params.items()}
-        finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
-            with torch.no_grad():
-                for k, p in params.items():
-                    p.copy_(originals[k])
         return Erasure(self.name, config, concept, base_fp, tensors)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline
 from tqdm.auto import tqdm
 
+from erasekit.artifact import restored
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import edit_weight, uce_right_factor
@@ -132,14 +133,13 @@ class TRCE(Method):
         unet = pipe.unet
         params = {k: p for k, p in group_parameters(pipe, "attn").items() if any(s in k for s in STAGE2)}
         touched = {**{k: get_parameter(pipe, k) for k in stage1}, **params}
-        originals = {k: p.detach().clone() for k, p in touched.items()}
         gen = torch.Generator().manual_seed(config.seed)
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(config.ddim_steps)
         early = max(1, int(config.early * config.ddim_steps))
         uncond = encode(pipe, [""]).states
         shape = latent_shape(pipe)
-        try:
+        with restored(touched):  # the pipeline comes back as it was; the artifact carries the change
             with torch.no_grad():
                 for k, w in stage1.items():
                     get_parameter(pipe, k).copy_(w)
@@ -149,10 +149,6 @@ class TRCE(Method):
                 self._loop(unet, frozen, opt, scheduler, erase, guide, preserve, uncond, early, shape, gen, config,
                            progress)
             return {k: p.detach().clone() for k, p in params.items()}
-        finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
-            with torch.no_grad():
-                for k, p in touched.items():
-                    p.copy_(originals[k])
 
     @staticmethod
     def _loop(unet, frozen, opt, scheduler, erase: Encoded, guide: Encoded, preserve: Encoded, uncond: torch.Tensor,
