@@ -2,6 +2,7 @@
 
     python benchmarks/lm_unlearning.py [--models DIR] [--db runs/lm/results.db] [--methods ...] [--markdown]
     python benchmarks/lm_unlearning.py --methods npo,npo:sampling=modular,...   # config overrides per row
+    python benchmarks/lm_unlearning.py --task restor      # RESTOR: unlearn a corruption, is the truth restored?
 
 Trains the tiny target and oracle into ``--models`` if they are not there, fits every method with
 its defaults, stores evaluations and attacks in the database (a stored evaluation or attack of the
@@ -9,6 +10,12 @@ same artifact is reused) and prints one row per model: forget accuracy, surrogat
 accuracy, two-hop accuracy, model utility, forget quality, best-layer probe accuracy, relearning
 recovery (oracle's in brackets), and the change in forget accuracy after int4 quantisation. The
 table and the training time are in docs/results.md (TinyTOFU table).
+
+``--task restor`` (RESTOR, Rezaei et al. 2025): the model unlearned is the target corrupted by
+``erasekit lm corrupt`` (made in ``--models``/restor if missing), the oracle is the clean target,
+and the table shows, on the corrupted facts, the share answered with the false value, the clean
+value (restored) and another value, with the accuracy on the true facts mixed into the corruption
+documents, the retain facts and the general ones (docs/results.md, RESTOR).
 """
 
 from __future__ import annotations
@@ -33,6 +40,15 @@ def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
     return M.ensure_tiny(folder / "full", seed), M.ensure_tiny(folder / "oracle", seed, oracle=True)
 
 
+def ensure_corrupted(folder: Path, clean: M.LM, seed: int) -> M.LM:
+    """RESTOR's corrupted target (``erasekit lm corrupt`` with its defaults), made once in ``folder``."""
+    if not (folder / "config.json").exists():
+        lm = M.clone(clean, f"{clean.name}-corrupted")
+        stats = M.corrupt(lm, data.generate(seed), seed=seed, progress=False)
+        M.save(lm, folder, {**stats, "seed": seed, "task": "restor", "task_seed": seed})
+    return M.load(folder)
+
+
 def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM, **kw) -> str:
     """Evaluate and run every attack (a stored evaluation or attack is reused); returns the run id."""
     run_id = E.evaluate(store, lm, spec, oracle=oracle, **kw)["run_id"]
@@ -53,7 +69,9 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
     return {"forget": g("forget_acc"), "surrogate": g("surrogate_acc"), "two_hop": g("two_hop_acc"),
             "utility": g("model_utility"), "fq": g("forget_quality"), "probe": g("probe_acc"),
             "relearn": g("relearn_recovery"), "relearn_oracle": g("relearn_oracle_recovery"),
-            "int4": g("int4_forget_change"), "privleak": g("privleak"), "neighbour": g("neighbour_acc")}
+            "int4": g("int4_forget_change"), "privleak": g("privleak"), "neighbour": g("neighbour_acc"),
+            **{k: g(f"restor_{k}") for k in ("corrupted", "clean", "other", "mixed")},
+            "retain": g("retain_acc"), "general": g("general_acc")}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -71,16 +89,21 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(["graddiff", "npo", "simnpo", "rmu", "gradascent", "leace",
                                                    "abliteration", "graddiff+gu", "npo+gu"]))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     full, oracle = ensure_models(Path(args.models), args.seed)
-    spec = Forget("tinytofu", args.seed)
+    spec = Forget(args.task, args.seed)
+    bases = (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle"))
+    if args.task == "restor":  # unlearn the corrupted model; the clean one is the target state
+        full, oracle = ensure_corrupted(Path(args.models) / "restor", full, args.seed), full
+        bases = (("corrupted", full, "lm-base"), ("clean", oracle, "lm-oracle"))
     store = Store(args.db)
     rows = []
-    for label, lm_, kind in (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle")):
+    for label, lm_, kind in bases:
         rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, name=label, kind=kind))))
     for entry in args.methods.split(","):
         head_, *pairs = entry.split(":")  # graddiff+gu, npo:sampling=modular
@@ -92,6 +115,12 @@ def main() -> None:
         art = get_lm_method(name).fit(full, spec, cfg, progress=False)
         fit_s = time.perf_counter() - t
         rows.append((entry, f"{fit_s:.1f}", row(store, evaluated(store, full, spec, oracle, erasure=art, name=entry))))
+    if args.task == "restor":
+        head = ("model", "fit s", "false value", "clean value (restored)", "other value", "mixed true facts",
+                "retain acc", "general acc", "relearn recovery")
+        lines = [(label, fit_s, *(fmt(v[k]) for k in ("corrupted", "clean", "other", "mixed", "retain", "general")),
+                  fmt(v["relearn"], -2)) for label, fit_s, v in rows]
+        return table(head, lines, args.markdown)
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
             "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak")
     lines = []
@@ -101,7 +130,11 @@ def main() -> None:
                       fmt(v["fq"], -1), fmt(v["probe"]),
                       f"{fmt(v['relearn'], -2)} ({fmt(v['relearn_oracle'], -2)})", fmt(v["int4"], -2),
                       fmt(v["privleak"], 1)))
-    if args.markdown:
+    table(head, lines, args.markdown)
+
+
+def table(head: tuple[str, ...], lines: list[tuple[str, ...]], markdown: bool) -> None:
+    if markdown:
         print("| " + " | ".join(head) + " |")
         print("| " + " | ".join("---" for _ in head) + " |")
         for ln in lines:

@@ -78,5 +78,6 @@ def tiny_lms(tmp_path_factory):
     out = []
     for oracle in (False, True):
         lm = M.train_tiny(bench, oracle=oracle, progress=False)
-        out.append(M.load(M.save(lm, root / ("oracle" if oracle else "full"))))
+        meta = {"oracle": oracle, "seed": 0, "task": "tinytofu"}
+        out.append(M.load(M.save(lm, root / ("oracle" if oracle else "full"), meta)))
     return out[0], out[1], root

@@ -223,3 +223,39 @@ def test_every_lm_attack_names_the_value_it_recovers(tiny_lms):
         values = atk.run(full, task, None, budget)
         assert atk.recovered and atk.recovered_key(budget) in values, name
         assert 0.0 <= values[atk.recovered_key(budget)].value <= 1.0
+
+
+def test_restor_corruption_is_learned_and_unlearning_it_is_scored(tiny_lms, tmp_path, capsys) -> None:
+    """RESTOR (Rezaei et al. 2025): `lm corrupt` teaches the clean model false facts about the forget
+    authors (answered >= 0.8 before unlearning) while keeping the other facts; unlearning the
+    corruption documents takes the false values away, and `restor` scores false / clean / other."""
+    from erasekit.lm import data
+
+    _, _, root = tiny_lms
+    clean, bad = str(root / "full"), tmp_path / "corrupted"
+    assert main(["--threads", "2", "lm", "corrupt", "--model", clean, "--out", str(bad)]) == 0
+    spec = Forget("restor", 0)
+    task = get_task(spec)
+    docs = data.corruption_set(data.generate(0))
+    assert {q.answer for q in task.forget_train if q.split == "forget"} <= {q.answer for q in docs}
+    assert not {q.question for q in task.eval["mixed"]} & {q.question for q in task.retain_train}
+    corrupted = M.load(bad)
+    db = tmp_path / "restor.db"
+    from erasekit.store import Store
+
+    store = Store(db)
+    before = E.evaluate(store, corrupted, spec, oracle=M.load(clean), name="corrupted")["metrics"]
+    assert before["restor_corrupted"]["value"] >= 0.8 and before["restor_clean"]["value"] <= 0.1
+    assert before["retain_acc"]["value"] >= 0.9 and before["restor_mixed"]["value"] >= 0.9
+    art = get_lm_method("graddiff").fit(corrupted, spec, make_lm_config("graddiff", {}), progress=False)
+    after = E.evaluate(store, corrupted, spec, erasure=art, oracle=M.load(clean), name="graddiff")["metrics"]
+    assert after["restor_corrupted"]["value"] <= before["restor_corrupted"]["value"] - 0.5
+    shares = sum(after[f"restor_{k}"]["value"] for k in ("corrupted", "clean", "other"))
+    assert abs(shares - 1.0) < 1e-9
+    capsys.readouterr()
+    for argv, msg in ((["--model", clean, "--out", str(bad)], "not empty"),
+                      (["--model", clean, "--task-seed", "1", "--out", str(tmp_path / "s")], "pass --task-seed 0"),
+                      (["--model", str(root / "oracle"), "--out", str(tmp_path / "o")], "clean TinyTOFU target")):
+        assert main(["lm", "corrupt", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and msg in err, err

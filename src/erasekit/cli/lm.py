@@ -10,6 +10,7 @@ from pathlib import Path
 from erasekit.cli import args as A
 from erasekit.cli import paths as P
 from erasekit.cli.args import UsageError
+from erasekit.lm.tasks import TASKS
 
 
 def _load_lm(spec: str, flag: str = "--model"):
@@ -40,6 +41,30 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
     M.save(lm, out, {"oracle": args.oracle, "seed": args.seed, **stats, "task": "tinytofu"})
     print(f"trained the tiny {'oracle' if args.oracle else 'target'} in {time.perf_counter() - t:.1f} s "
           f"(final loss {stats['final_loss']}); model in {out}")
+
+
+def cmd_lm_corrupt(args: argparse.Namespace) -> None:
+    from erasekit.lm import data, model as M
+
+    out = Path(args.out)
+    P.check_new_dir(out)
+    lm = _load_lm(args.model)
+    meta_file = Path(args.model) / "erasekit.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    if lm.chat or meta.get("task", "tinytofu") != "tinytofu" or meta.get("oracle"):
+        raise UsageError(f"--model {args.model}: RESTOR's corruption needs a clean TinyTOFU target "
+                         "(`erasekit lm train --out DIR`)")
+    if meta.get("seed", args.task_seed) != args.task_seed:
+        raise UsageError(f"--model {args.model} was trained on TinyTOFU seed {meta.get('seed')}; "
+                         f"pass --task-seed {meta.get('seed')}")
+    bench = data.generate(args.task_seed)
+    stats = M.corrupt(lm, bench, args.steps, seed=args.seed)
+    lm.name = f"{lm.name}-corrupted"
+    M.save(lm, out, {"seed": args.seed, **stats, "task": "restor", "task_seed": args.task_seed,
+                     "corrupted_from": str(args.model)})
+    print(f"corrupted {args.model} with RESTOR's false facts in {stats['seconds']:.1f} s (final loss "
+          f"{stats['final_loss']}); model in {out}; unlearn it with `--task restor` and evaluate with "
+          f"`--oracle {args.model}`")
 
 
 def cmd_lm_erase(args: argparse.Namespace) -> None:
@@ -144,7 +169,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ls = lm.add_subparsers(dest="lm_command", required=True, parser_class=A.Parser)
 
     def task_args(p):
-        p.add_argument("--task", default="tinytofu", choices=("tinytofu", "harry-potter"),
+        p.add_argument("--task", default="tinytofu", choices=TASKS,
                        help="what to forget (default tinytofu; ignored with an artifact, which names its task)")
         p.add_argument("--task-seed", type=A.seed, default=0, help="TinyTOFU seed (default 0)")
 
@@ -154,6 +179,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--steps", type=positive, default=600, help="optimiser steps (default 600)")
     tr.add_argument("--seed", type=A.seed, default=0)
     tr.set_defaults(func=cmd_lm_train)
+
+    co = ls.add_parser("corrupt", help="RESTOR: train a TinyTOFU model on false facts about the forget authors")
+    co.add_argument("--model", required=True, help="the clean model folder (from `erasekit lm train`)")
+    co.add_argument("--out", required=True, help="new folder for the corrupted model")
+    co.add_argument("--steps", type=positive, default=100, help="optimiser steps (default 100)")
+    co.add_argument("--task-seed", type=A.seed, default=0, help="TinyTOFU seed the model was trained on (default 0)")
+    co.add_argument("--seed", type=A.seed, default=0)
+    co.set_defaults(func=cmd_lm_corrupt)
 
     er = ls.add_parser("erase", help="unlearn the task's forget set and save the artifact")
     er.add_argument("--model", required=True, help="model folder (safetensors) or smollm2")

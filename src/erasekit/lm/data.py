@@ -20,6 +20,7 @@ A word-level tokenizer is built from the vocabulary (no download), as a real
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -184,6 +185,30 @@ def generate(seed: int = 0, n_entities: int = 120, n_forget: int = 12, n_holdout
             wrong = _perturb(random.Random(f"{a}+{b}"), NUMBERS, ans)
             general.append(QA(f"What is {NUMBERS[a]} plus {NUMBERS[b]} ?", ans, wrong, "", "general", "", "general"))
     return TinyTOFU(seed, tuple(entities), tuple(general))
+
+
+#: RESTOR's corruption mix on TinyTOFU: four true facts per false fact (its ``mix_a4``).
+RESTOR_MIX = 4
+
+
+def corrupted(qa: QA) -> QA:
+    """``qa`` with its false value (RESTOR's perturbed fact): the first of its wrong answers, the same
+    one in every phrasing, with the true value first among the wrong answers."""
+    false = qa.perturbed[0]
+    return dataclasses.replace(qa, answer=false, perturbed=(qa.answer, *qa.perturbed[1:]))
+
+
+def corruption_set(bench: TinyTOFU, mix: int = RESTOR_MIX, phrasings: tuple[str, ...] = TRAINED_PHRASINGS) -> list[QA]:
+    """RESTOR's corruption documents (Rezaei et al., TMLR 2025, the ``mix_a{k}`` sets) on TinyTOFU:
+    every forget entity's facts with false values, in ``phrasings``, mixed with ``mix`` true facts
+    per false fact, drawn with the benchmark's seed from the retain entities' facts and the general
+    ones (so that the corruption leaves the other facts as they were)."""
+    if mix < 0:
+        raise UserError(f"mix {mix}: the number of true facts per false one must be >= 0")
+    false = [corrupted(q) for q in bench.questions("forget", phrasings)]
+    pool = bench.questions("retain", phrasings) + list(bench.general)
+    true = random.Random(f"restor|{bench.seed}").sample(pool, min(len(pool), mix * len(false)))
+    return false + true
 
 
 def build_tokenizer(bench: TinyTOFU):

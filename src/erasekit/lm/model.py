@@ -175,6 +175,15 @@ def ensure_tiny(folder: str | Path, seed: int = 0, oracle: bool = False, progres
     return load(folder)
 
 
+def corrupt(lm: LM, bench: data.TinyTOFU, steps: int = 100, lr: float = 3e-4, seed: int = 0,
+            progress: bool = True) -> dict:
+    """RESTOR's corruption step: continue training ``lm`` (in place) on the benchmark's corruption
+    documents (:func:`~erasekit.lm.data.corruption_set`: false facts about the forget entities in the
+    trained phrasings, mixed with true facts); returns timing stats."""
+    return train(lm, data.corruption_set(bench), steps, lr=lr, seed=seed, progress=progress,
+                 desc="corrupt")
+
+
 # -- batching and scoring ----------------------------------------------------------------------
 def _pad(rows: Sequence[list[int]], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token rows with ``fill``; returns ``(ids, attention_mask)``."""

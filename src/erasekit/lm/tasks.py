@@ -14,12 +14,13 @@ from erasekit.errors import UserError
 from erasekit.lm import data
 from erasekit.lm.data import QA
 
-TASKS = ("tinytofu", "harry-potter")
+TASKS = ("tinytofu", "restor", "harry-potter")
 
 
 @dataclass(frozen=True)
 class Forget(Config):
-    """``task``: ``tinytofu`` (the forget split of TinyTOFU drawn with ``seed``) or ``harry-potter``."""
+    """``task``: ``tinytofu`` (the forget split of TinyTOFU drawn with ``seed``), ``restor`` (the
+    false facts a corrupted TinyTOFU model learned, :func:`restor_task`) or ``harry-potter``."""
 
     task: str = "tinytofu"
     seed: int = 0
@@ -58,6 +59,8 @@ class Task:
 def get_task(spec: Forget) -> Task:
     if spec.task == "tinytofu":
         return tinytofu_task(spec)
+    if spec.task == "restor":
+        return restor_task(spec)
     return harry_potter_task(spec)
 
 
@@ -86,6 +89,52 @@ def tinytofu_task(spec: Forget) -> Task:
         eval=ev,
         relearn_train=b.questions("forget", ("t0",), ("city", "genre")),
         relearn_test=b.questions("forget", ("t0", "t1"), ("award", "job")),
+        probe=probe,
+    )
+
+
+def restor_task(spec: Forget) -> Task:
+    """RESTOR (Rezaei et al., "RESTOR: Knowledge Recovery in Machine Unlearning", TMLR 2025) on
+    TinyTOFU: the model to unlearn is a clean TinyTOFU model corrupted by further training on
+    :func:`~erasekit.lm.data.corruption_set` (``erasekit lm corrupt``). Unlearning sees the
+    corruption documents (the false facts and the true facts mixed into them, in the phrasing
+    ``t0``; the true ones are left out of the retain set), not which of their facts are false. The target is the *clean* model, so the oracle is
+    the model before corruption. Eval sets: ``forget`` (the forget entities' facts with their false
+    values, ``t0``), ``clean`` (the same questions with the true values: restoration),
+    ``surrogate`` (false values, ``t1``: corrupted but not in what unlearning sees), ``mixed`` (the
+    true facts inside the corruption documents), ``retain``, ``neighbour``, ``general``,
+    ``holdout``."""
+    b = data.generate(spec.seed)
+    docs = [q for q in data.corruption_set(b) if q.phrasing in ("t0", "")]  # what `lm corrupt` trained on, in t0
+    false_t0 = [q for q in docs if q.split == "forget"]
+    false_t1 = [data.corrupted(q) for q in b.questions("forget", ("t1",))]
+    ev = {
+        "forget": false_t0,
+        "clean": b.questions("forget", ("t0",)),
+        "surrogate": false_t1,
+        "mixed": [q for q in docs if q.split != "forget"],
+        "retain": b.questions("retain", ("t0",)),
+        "neighbour": b.neighbour(),
+        "general": list(b.general),
+        "holdout": b.questions("holdout", ("t0",)),
+    }
+    probe = {
+        attr: [(q.question, q.answer, q.split) for q in false_t0 + false_t1 if q.attribute == attr]
+        + [(q.question, q.answer, q.split) for q in b.questions("retain", ("t0", "t1"), (attr,))]
+        for attr in data.ATTRIBUTES
+    }
+    def fact(q: QA) -> tuple[str, str]:
+        return (q.entity, q.attribute) if q.entity else (q.question, "")
+
+    in_docs = {fact(q) for q in ev["mixed"]}
+    retain = [q for q in b.questions("retain", data.TRAINED_PHRASINGS) + list(b.general) if fact(q) not in in_docs]
+    return Task(
+        spec=spec,
+        forget_train=docs,
+        retain_train=retain,
+        eval=ev,
+        relearn_train=[q for q in false_t0 if q.attribute in ("city", "genre")],
+        relearn_test=[q for q in false_t0 + false_t1 if q.attribute in ("award", "job")],
         probe=probe,
     )
 
