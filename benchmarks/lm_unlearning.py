@@ -8,7 +8,8 @@ Trains the tiny target and oracle into ``--models`` if they are not there, fits 
 its defaults, stores evaluations and attacks in the database (a stored evaluation or attack of the
 same artifact is reused) and prints one row per model: forget accuracy, surrogate-phrasing
 accuracy, two-hop accuracy, model utility, forget quality, best-layer probe accuracy, relearning
-recovery (oracle's in brackets), and the change in forget accuracy after int4 quantisation. The
+recovery (oracle's in brackets), the change in forget accuracy after int4 quantisation, and the
+forget accuracy after SAE restoration (with random features and with the layer patched). The
 table and the training time are in docs/results.md (TinyTOFU table).
 
 ``--task restor`` (RESTOR, Rezaei et al. 2025): the model unlearned is the target corrupted by
@@ -33,7 +34,7 @@ from erasekit.lm.tasks import Forget
 from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_config
 from erasekit.store import Store
 
-ATTACKS = ("probe", "relearn", "quantize")
+ATTACKS = ("probe", "relearn", "quantize", "sae_restore")
 
 
 def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
@@ -71,7 +72,9 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
             "relearn": g("relearn_recovery"), "relearn_oracle": g("relearn_oracle_recovery"),
             "int4": g("int4_forget_change"), "privleak": g("privleak"), "neighbour": g("neighbour_acc"),
             **{k: g(f"restor_{k}") for k in ("corrupted", "clean", "other", "mixed")},
-            "retain": g("retain_acc"), "general": g("general_acc")}
+            "retain": g("retain_acc"), "general": g("general_acc"),
+            **{k: g(f"sae_restore_{k}_acc" if k != "restore" else "sae_restore_acc")
+               for k in ("restore", "random", "patch", "before")}}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -122,14 +125,16 @@ def main() -> None:
                   fmt(v["relearn"], -2)) for label, fit_s, v in rows]
         return table(head, lines, args.markdown)
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
-            "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak")
+            "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak",
+            "SAE restored (random, patch)")
     lines = []
     for label, fit_s, v in rows:
         lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["neighbour"]),
                       fmt(v["utility"]),
                       fmt(v["fq"], -1), fmt(v["probe"]),
                       f"{fmt(v['relearn'], -2)} ({fmt(v['relearn_oracle'], -2)})", fmt(v["int4"], -2),
-                      fmt(v["privleak"], 1)))
+                      fmt(v["privleak"], 1),
+                      f"{fmt(v['restore'])} ({fmt(v['random'])}, {fmt(v['patch'])})"))
     table(head, lines, args.markdown)
 
 

@@ -220,9 +220,28 @@ def test_every_lm_attack_names_the_value_it_recovers(tiny_lms):
     for name in lm_attack_names():
         atk = get_lm_attack(name)
         budget = {"probe": 20, "relearn": 1}.get(name, atk.default_budget)
-        values = atk.run(full, task, None, budget)
+        values = atk.run(full, task, None, budget, base=full)
         assert atk.recovered and atk.recovered_key(budget) in values, name
         assert 0.0 <= values[atk.recovered_key(budget)].value <= 1.0
+
+
+def test_sae_restoration_brings_back_what_graddiff_suppressed(tiny_lms, tmp_path) -> None:
+    """Suppression or Deletion (Jang et al. 2026): moving the forget entities' SAE features toward the
+    original model's restores forget accuracy after GradDiff, far beyond as many random features;
+    run through `evaluate.attack`, which hands the attack the model before unlearning."""
+    from erasekit.store import Store
+
+    full, oracle, _ = tiny_lms
+    art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
+    store = Store(tmp_path / "r.db")
+    run_id = E.evaluate(store, full, SPEC, erasure=art, oracle=oracle, name="graddiff")["run_id"]
+    before = {n: p.detach().clone() for n, p in full.model.named_parameters()}
+    v = {k: x["value"] for k, x in E.attack(store, run_id, full, SPEC, "sae_restore", erasure=art)["values"].items()}
+    assert v["sae_restore_before_acc"] <= 0.1
+    assert v["sae_restore_acc"] >= v["sae_restore_before_acc"] + 0.4
+    assert v["sae_restore_acc"] >= v["sae_restore_random_acc"] + 0.3
+    assert v["sae_restore_patch_acc"] >= v["sae_restore_acc"]
+    assert all(torch.equal(p, before[n]) for n, p in full.model.named_parameters())  # erasure removed, model intact
 
 
 def test_restor_corruption_is_learned_and_unlearning_it_is_scored(tiny_lms, tmp_path, capsys) -> None:

@@ -110,7 +110,8 @@ def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any
 
 def _lm_row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
     """A language-model method's row: its metrics over seeds, each attack's recovered forget
-    accuracy over seeds, and the attack that recovered the most (the worst case)."""
+    accuracy over seeds, and the attack that recovered the most (the worst case, over the attacks
+    that count toward it)."""
     from erasekit.lm.attacks.base import get_lm_attack
 
     metrics = _seed_metrics(store, cells, LM_METRICS, LM_LOWER_IS_BETTER)
@@ -131,7 +132,8 @@ def _lm_row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, 
     attacks = {name: {**info[name], **over_seeds(v, None)} for name, v in found.items()}
     for a in attacks.values():
         a["recovered"] = a["value"]
-    worst = max(attacks.values(), key=lambda a: (a["recovered"], -a["budget"])) if attacks else None
+    threats = [a for name, a in attacks.items() if get_lm_attack(name).worst_case]
+    worst = max(threats, key=lambda a: (a["recovered"], -a["budget"])) if threats else None
     cost = _cost(cells)
     return {"label": label, "method": cells[0]["method"], "seeds": sorted(c["seed"] for c in cells),
             "metrics": metrics, "attacks": attacks, "worst_attack": worst, "cost": cost,

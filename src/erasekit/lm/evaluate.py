@@ -18,7 +18,7 @@ from typing import Any
 
 from erasekit.errors import UserError
 from erasekit.lm import model as M
-from erasekit.lm.attacks.base import get_lm_attack
+from erasekit.lm.attacks.base import BASE, get_lm_attack
 from erasekit.lm.methods.base import LMErasure
 from erasekit.lm.metrics.base import Context, Scores, compute_scores, get_lm_metric, lm_metric_names
 from erasekit.lm.tasks import Forget, Task, get_task
@@ -106,8 +106,9 @@ def attack(store: Store, run_id: str, lm: M.LM, spec: Forget, attack_name: str, 
                 "values": {k: v for k, v in store.attack_values(attack_id).items()}}
     task = get_task(spec)
     start = time.perf_counter()
+    base = (M.clone(lm) if erasure is not None else lm) if BASE in atk.needs else None
     with erasure.applied(lm) if erasure is not None else nullcontext():
-        values = atk.run(lm, task, oracle, budget, seed)
+        values = atk.run(lm, task, oracle, budget, seed, base=base)
     wall = round(time.perf_counter() - start, 2)
     values = {k: Value(v.value, v.low, v.high, v.higher_is_better, v.n, v.samples,
                        {**v.meta, "budget": budget, "budget_unit": atk.budget_unit, "wall_seconds": wall})

@@ -1,7 +1,9 @@
-"""The language-model attack contract: ``run(lm, task, oracle, budget, seed) -> {key: Value}``.
+"""The language-model attack contract: ``run(lm, task, oracle, budget, seed, base) -> {key: Value}``.
 
 ``lm`` has the erasure applied; attacks never change it (they work on :func:`~erasekit.lm.model.clone` copies). Attacks that mean
 something only against the oracle (relearning, probing) run on the oracle too and report both.
+``base`` is the model before unlearning, given to attacks whose ``needs`` include :data:`BASE`
+(an attacker who kept the original weights, as in restoration attacks).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from erasekit.metrics.base import Value
 from erasekit.registry import Registered, Registry
 
 
+#: What an attack lists in ``needs`` to be given the model before unlearning as ``base``.
+BASE = "the model before unlearning"
+
+
 class LMAttack(Registered):
     """Subclasses set ``threat_model``, ``budget_unit``, ``default_budget`` and a docstring."""
 
@@ -26,11 +32,15 @@ class LMAttack(Registered):
     #: The value that is what the attacker got back: accuracy on the forgotten facts (``{budget}``
     #: filled in); the benchmark leaderboard's worst case is the highest over the attacks.
     recovered: ClassVar[str] = ""
+    #: Whether the leaderboard's worst case counts this attack. Analyses whose attacker already
+    #: holds the facts (restoration from the original weights) are shown but not counted.
+    worst_case: ClassVar[bool] = True
 
     def recovered_key(self, budget: int) -> str:
         return self.recovered.format(budget=budget)
 
-    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
+            base: LM | None = None) -> dict[str, Value]:
         raise NotImplementedError
 
     def check_budget(self, budget: int) -> None:

@@ -24,7 +24,8 @@ class _SetAttack(LMAttack):
     threat_model = "black-box"
     sets: tuple[str, ...] = ()
 
-    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
+            base: LM | None = None) -> dict[str, Value]:
         self.check_budget(budget)
         sets = tuple(s for s in self.sets[:budget] if s in task.eval)
         if not sets:

@@ -50,7 +50,8 @@ class Probe(LMAttack):
     recovered = "probe_acc"
     needs = ("attribute labels",)
 
-    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
+            base: LM | None = None) -> dict[str, Value]:
         self.check_budget(budget)
         if not task.probe:
             raise UserError(f"the probe attack needs attribute labels; task {task.spec.task!r} has none (use tinytofu)")

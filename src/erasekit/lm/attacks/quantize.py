@@ -39,7 +39,8 @@ class Quantize(LMAttack):
         if budget not in (2, 3, 4, 8):
             raise UserError(f"budget: the quantize attack takes 2, 3, 4 or 8 bits, got {budget}")
 
-    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
+            base: LM | None = None) -> dict[str, Value]:
         self.check_budget(budget)
         q = quantized(lm, budget)
         forget, retain = task.eval["forget"], task.eval["retain"]

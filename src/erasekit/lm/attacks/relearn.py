@@ -36,7 +36,8 @@ class Relearn(LMAttack):
                 progress=False, desc="relearn")
         return before, float(accuracy(c, task, task.relearn_test).mean())
 
-    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0) -> dict[str, Value]:
+    def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
+            base: LM | None = None) -> dict[str, Value]:
         self.check_budget(budget)
         n = len(task.relearn_test)
         before, after = self._one(lm, task, budget, seed)
