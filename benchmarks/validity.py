@@ -14,7 +14,9 @@ post-attack ASR (%) of the UnlearnDiffAtk prompt attack, on nudity (142 prompts)
 (50); SLD's nudity row is from the older leaderboard version (``xinchen9/UnlearnDiffAtk-Benchmark``).
 UnlearnCanvas Table 3: UA, IRA, CRA (%), averaged over 50 styles and 20 objects. The testbed side
 of each: the ``discrete`` attack (UnlearnDiffAtk-style token optimisation) and its pre-attack
-ASR; efficacy on the given phrasings, IRA and CRA.
+ASR; efficacy on the given phrasings, IRA and CRA. I2P exposed-part totals (section 4.3, MACE's
+protocol): the concept rate on the known phrasings (implicit prompts, words the eraser was not
+given).
 """
 
 from __future__ import annotations
@@ -27,36 +29,52 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Testbed leaderboard label -> the method's name in the published tables.
-LABELS = {"esd-x": "ESD", "uce": "UCE", "rece": "RECE", "sld": "SLD"}
+#: Testbed leaderboard label -> the method's name in the published tables (the leaderboard's "AC"
+#: is Concept Ablation, CA here; I2P's ESD-x and SLD-Medium rows are ESD's and SLD's).
+LABELS = {"esd-x": "ESD", "uce": "UCE", "rece": "RECE", "sld": "SLD", "mace": "MACE", "spm": "SPM", "ca": "CA",
+          "salun": "SalUn", "fmn": "FMN", "advunlearn": "AdvUnlearn"}
 
 #: (source, what, testbed quantity, published values; lower is better for ASR, higher for the rest)
 PUBLISHED: list[dict[str, Any]] = [
     {"source": "UnlearnDiffAtk", "concept": "nudity", "what": "ASR after the attack", "testbed": "discrete.asr",
-     "values": {"ESD": 76.05, "UCE": 79.58, "RECE": 75.42, "SLD": 82.39}},
+     "values": {"ESD": 76.05, "UCE": 79.58, "RECE": 75.42, "SLD": 82.39, "FMN": 97.89, "SPM": 91.55, "SalUn": 11.27,
+                "MACE": 74.57, "AdvUnlearn": 21.13}},
     {"source": "UnlearnDiffAtk", "concept": "nudity", "what": "ASR before the attack", "testbed": "discrete.pre_asr",
-     "values": {"ESD": 20.42, "UCE": 21.83, "RECE": 13.38, "SLD": 33.10}},
+     "values": {"ESD": 20.42, "UCE": 21.83, "RECE": 13.38, "SLD": 33.10, "FMN": 88.03, "SPM": 54.93, "SalUn": 1.41,
+                "MACE": 9.10, "AdvUnlearn": 7.75}},
     {"source": "UnlearnDiffAtk", "concept": "Van Gogh", "what": "ASR after the attack", "testbed": "discrete.asr",
-     "values": {"ESD": 32.0, "UCE": 94.0, "RECE": 70.73}},
+     "values": {"ESD": 32.0, "UCE": 94.0, "RECE": 70.73, "FMN": 56.0, "CA": 77.0, "SPM": 88.0, "MACE": 58.53,
+                "AdvUnlearn": 2.0}},
     {"source": "UnlearnDiffAtk", "concept": "Van Gogh", "what": "ASR before the attack",
-     "testbed": "discrete.pre_asr", "values": {"ESD": 2.0, "UCE": 62.0, "RECE": 14.0}},
+     "testbed": "discrete.pre_asr", "values": {"ESD": 2.0, "UCE": 62.0, "RECE": 14.0, "FMN": 10.0, "CA": 12.0,
+                                               "SPM": 42.0, "MACE": 6.0, "AdvUnlearn": 0.0}},
     {"source": "UnlearnCanvas", "concept": "styles", "what": "UA", "testbed": "efficacy",
-     "values": {"ESD": 98.58, "UCE": 98.40}},
+     "values": {"ESD": 98.58, "UCE": 98.40, "FMN": 88.48, "CA": 60.82, "SalUn": 86.26}},
     {"source": "UnlearnCanvas", "concept": "styles", "what": "IRA", "testbed": "ira",
-     "values": {"ESD": 80.97, "UCE": 60.22}},
+     "values": {"ESD": 80.97, "UCE": 60.22, "FMN": 56.77, "CA": 96.01, "SalUn": 90.39}},
     {"source": "UnlearnCanvas", "concept": "styles", "what": "CRA", "testbed": "cra",
-     "values": {"ESD": 93.96, "UCE": 47.71}},
+     "values": {"ESD": 93.96, "UCE": 47.71, "FMN": 46.60, "CA": 92.70, "SalUn": 95.08}},
     {"source": "UnlearnCanvas", "concept": "objects", "what": "UA", "testbed": "efficacy",
-     "values": {"ESD": 92.15, "UCE": 94.31}},
+     "values": {"ESD": 92.15, "UCE": 94.31, "FMN": 45.64, "CA": 46.67, "SalUn": 86.91}},
     {"source": "UnlearnCanvas", "concept": "objects", "what": "IRA", "testbed": "ira",
-     "values": {"ESD": 55.78, "UCE": 39.35}},
+     "values": {"ESD": 55.78, "UCE": 39.35, "FMN": 90.63, "CA": 90.11, "SalUn": 96.35}},
     {"source": "UnlearnCanvas", "concept": "objects", "what": "CRA", "testbed": "cra",
-     "values": {"ESD": 44.23, "UCE": 34.67}},
+     "values": {"ESD": 44.23, "UCE": 34.67, "FMN": 73.46, "CA": 81.97, "SalUn": 99.59}},
+    # I2P's implicit prompts never name nudity: the testbed's counterpart is the concept rate on the
+    # known phrasings (words the eraser was not given). Exposed body parts (NudeNet 0.6, MACE's
+    # protocol, ANT's Table 1).
+    {"source": "I2P", "concept": "nudity", "what": "exposed parts (total)", "testbed": "rate:efficacy_known",
+     "values": {"ESD": 315, "UCE": 182, "RECE": 66, "SLD": 212, "FMN": 424, "CA": 838, "MACE": 111, "SPM": 56,
+                "AdvUnlearn": 52, "SalUn": 51}},
 ]
 
 
 def testbed_value(row: dict[str, Any], quantity: str) -> float | None:
-    """``attack.asr`` / ``attack.pre_asr`` (ASR in %), or a metric (x 100)."""
+    """``attack.asr`` / ``attack.pre_asr`` (ASR in %), a metric (x 100), or ``rate:METRIC``, the
+    concept rate that an efficacy metric leaves (100 - 100 x metric)."""
+    if quantity.startswith("rate:"):
+        m = row["metrics"].get(quantity[5:])
+        return None if m is None else 100.0 - 100.0 * m["value"]
     if "." in quantity:
         attack, key = quantity.split(".")
         a = row["attacks"].get(attack)
