@@ -278,3 +278,42 @@ def test_restor_corruption_is_learned_and_unlearning_it_is_scored(tiny_lms, tmp_
         assert main(["lm", "corrupt", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and msg in err, err
+
+
+def test_continual_sequence_serves_requests_in_order(tiny_lms, tmp_path, capsys) -> None:
+    """`lm erase --sequence`: each request unlearned from the model that served the previous ones,
+    scored after each; the saved artifact is the final state and forgets every requested author."""
+    from erasekit.lm import data
+    from erasekit.lm.continual import from_scratch, read_requests
+
+    full, _, root = tiny_lms
+    names = [e.name for e in data.generate(0).entities_in("forget")]
+    seq = tmp_path / "requests.txt"
+    seq.write_text(f"# three requests\n{names[0]}\n{names[1]}, {names[2]}\n{names[3]}\n")
+    art = tmp_path / "seq"
+    assert main(["--threads", "2", "lm", "erase", "--model", str(root / "full"), "--method", "npo",
+                 "--sequence", str(seq), "--out", str(art)]) == 0
+    erasure = LMErasure.load(art)
+    rows = erasure.extra["sequence"]
+    assert [r["authors"] for r in rows] == [[names[0]], [names[1], names[2]], [names[3]]]
+    assert rows[0]["earlier_acc"] is None and rows[-1]["earlier_acc"] is not None
+    assert rows[-1]["forget_acc"] <= 0.1 and rows[-1]["retain_acc"] >= 0.8
+    assert erasure.concept.entities == tuple(names[:4])
+    spec = erasure.concept
+    with erasure.applied(full):
+        acc = float(M.score_qa(full, get_task(spec).eval["forget"]).correct.float().mean())
+    assert acc == rows[-1]["forget_acc"]
+    scratch = from_scratch(get_lm_method("npo"), full, 0, make_lm_config("npo", {}), read_requests(seq))
+    assert len(scratch) == 3 and scratch[-1]["forget_acc"] <= 0.1
+    capsys.readouterr()
+    typo = tmp_path / "typo.txt"
+    typo.write_text(names[0][:-1] + "\n")
+    dup = tmp_path / "dup.txt"
+    dup.write_text(f"{names[0]}\n{names[0]}\n")
+    for argv, msg in ((["--method", "npo", "--sequence", str(typo)], "did you mean"),
+                      (["--method", "npo", "--sequence", str(dup)], "more than once"),
+                      (["--method", "leace", "--sequence", str(seq)], "gradient method"),
+                      (["--method", "npo", "--sequence", str(tmp_path / "none.txt")], "no such file")):
+        assert main(["lm", "erase", "--model", str(root / "full"), *argv, "--out", str(tmp_path / "x")]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and msg in err, (argv, err)

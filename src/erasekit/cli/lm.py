@@ -76,10 +76,21 @@ def cmd_lm_erase(args: argparse.Namespace) -> None:
     out = Path(args.out)
     P.check_new_dir(out)
     spec = _forget(args)
+    fitter = method
+    if args.sequence is not None:
+        from erasekit.lm.continual import SequenceFitter, read_requests
+        from erasekit.lm.tasks import Forget
+
+        if args.task != "tinytofu":
+            raise UsageError(f"--sequence names TinyTOFU forget authors; it needs --task tinytofu, not {args.task}")
+        requests = read_requests(args.sequence, args.task_seed)
+        spec = Forget("tinytofu", args.task_seed, tuple(a for r in requests for a in r))
+        fitter = SequenceFitter(method, requests)
     lm = _load_lm(args.model)
-    erasure = fit_recorded(method, lm, spec, config, base_model=args.model)
+    erasure = fit_recorded(fitter, lm, spec, config, base_model=args.model)
     erasure.save(out)
-    print(f"{args.method} unlearned {spec.task!r} in {erasure.extra['fit_seconds']:.1f} s "
+    what = f"{len(erasure.extra['sequence'])} requests" if args.sequence else repr(spec.task)
+    print(f"{args.method} unlearned {what} in {erasure.extra['fit_seconds']:.1f} s "
           f"({len(erasure.tensors)} tensors); artifact in {out}")
 
 
@@ -192,6 +203,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     er.add_argument("--model", required=True, help="model folder (safetensors) or smollm2")
     A.fit_args(er, "erasekit lm methods")
     task_args(er)
+    er.add_argument("--sequence", default=None, metavar="FILE",
+                    help="continual unlearning: one request per line, TinyTOFU forget authors separated by commas; "
+                         "served in order, scored after each (saved in the artifact)")
     er.set_defaults(func=cmd_lm_erase)
 
     for verb, func, helptext in (("eval", cmd_lm_eval, "evaluate the model, or an artifact on it, into the database"),

@@ -20,21 +20,46 @@ TASKS = ("tinytofu", "restor", "harry-potter")
 @dataclass(frozen=True)
 class Forget(Config):
     """``task``: ``tinytofu`` (the forget split of TinyTOFU drawn with ``seed``), ``restor`` (the
-    false facts a corrupted TinyTOFU model learned, :func:`restor_task`) or ``harry-potter``."""
+    false facts a corrupted TinyTOFU model learned, :func:`restor_task`) or ``harry-potter``.
+    ``entities``: on ``tinytofu``, forget only these authors of the forget split (one request of a
+    continual sequence, :mod:`erasekit.lm.continual`); empty: the whole forget split."""
 
     task: str = "tinytofu"
     seed: int = 0
+    entities: tuple = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.entities, list):
+            object.__setattr__(self, "entities", tuple(self.entities))
         self.check_types()
         if self.task not in TASKS:
             close = difflib.get_close_matches(self.task, TASKS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UserError(f"unknown forget task {self.task!r}{hint}; choose from {', '.join(TASKS)}")
+        if self.entities:
+            if self.task != "tinytofu":
+                raise UserError(f"entities: only the tinytofu task names its authors; task {self.task!r} has none")
+            names = {e.name for e in data.generate(self.seed).entities_in("forget")}
+            for name in self.entities:
+                if name not in names:
+                    close = difflib.get_close_matches(str(name), sorted(names), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise UserError(f"entities: {name!r} is not a forget author of TinyTOFU seed {self.seed}{hint}")
+            if len(set(self.entities)) != len(self.entities):
+                raise UserError(f"entities: each author once, got {list(self.entities)}")
+
+    def to_dict(self) -> dict:
+        """As stored; ``entities`` only when set (so whole-split specs keep their ids)."""
+        d = super().to_dict()
+        if not self.entities:
+            d.pop("entities")
+        else:
+            d["entities"] = list(self.entities)
+        return d
 
     @property
     def name(self) -> str:
-        return self.task
+        return self.task if not self.entities else f"{self.task}[{len(self.entities)} authors]"
 
 
 @dataclass(frozen=True)
@@ -66,12 +91,17 @@ def get_task(spec: Forget) -> Task:
 
 def tinytofu_task(spec: Forget) -> Task:
     b = data.generate(spec.seed)
-    forget_t0 = b.questions("forget", ("t0",))
+    chosen = set(spec.entities)
+
+    def mine(items: list[QA]) -> list[QA]:
+        return [q for q in items if not chosen or q.entity in chosen]
+
+    forget_t0 = mine(b.questions("forget", ("t0",)))
     ev = {
         "forget": forget_t0,
-        "surrogate": b.questions("forget", ("t1",)),
-        "unseen": b.questions("forget", ("t2",)),
-        "two_hop": b.two_hop("forget"),
+        "surrogate": mine(b.questions("forget", ("t1",))),
+        "unseen": mine(b.questions("forget", ("t2",))),
+        "two_hop": mine(b.two_hop("forget")),
         "retain": b.questions("retain", ("t0",)),
         "neighbour": b.neighbour(),
         "general": list(b.general),
@@ -87,8 +117,8 @@ def tinytofu_task(spec: Forget) -> Task:
         forget_train=forget_t0,
         retain_train=b.questions("retain", data.TRAINED_PHRASINGS) + list(b.general),
         eval=ev,
-        relearn_train=b.questions("forget", ("t0",), ("city", "genre")),
-        relearn_test=b.questions("forget", ("t0", "t1"), ("award", "job")),
+        relearn_train=mine(b.questions("forget", ("t0",), ("city", "genre"))),
+        relearn_test=mine(b.questions("forget", ("t0", "t1"), ("award", "job"))),
         probe=probe,
     )
 
