@@ -9,7 +9,8 @@ its defaults, stores evaluations and attacks in the database (a stored evaluatio
 same artifact is reused) and prints one row per model: forget accuracy, surrogate-phrasing
 accuracy, two-hop accuracy, model utility, forget quality, best-layer probe accuracy, relearning
 recovery (oracle's in brackets), the change in forget accuracy after int4 quantisation, and the
-forget accuracy after SAE restoration (with random features and with the layer patched). The
+forget accuracy after SAE restoration (with random features and with the layer patched), and
+Sleek's recovery per prompt family with its retained-fact over-suppression. The
 table and the training time are in docs/results.md (TinyTOFU table).
 
 ``--task restor`` (RESTOR, Rezaei et al. 2025): the model unlearned is the target corrupted by
@@ -34,7 +35,7 @@ from erasekit.lm.tasks import Forget
 from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_config
 from erasekit.store import Store
 
-ATTACKS = ("probe", "relearn", "quantize", "sae_restore")
+ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek")
 
 
 def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
@@ -74,7 +75,8 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
             **{k: g(f"restor_{k}") for k in ("corrupted", "clean", "other", "mixed")},
             "retain": g("retain_acc"), "general": g("general_acc"),
             **{k: g(f"sae_restore_{k}_acc" if k != "restore" else "sae_restore_acc")
-               for k in ("restore", "random", "patch", "before")}}
+               for k in ("restore", "random", "patch", "before")},
+            **{f"sleek_{k}": g(f"sleek_{k}") for k in ("direct_acc", "indirect_acc", "implied_acc", "suppressed")}}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -126,7 +128,7 @@ def main() -> None:
         return table(head, lines, args.markdown)
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
             "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak",
-            "SAE restored (random, patch)")
+            "SAE restored (random, patch)", "Sleek direct / indirect / implied (suppressed)")
     lines = []
     for label, fit_s, v in rows:
         lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["neighbour"]),
@@ -134,7 +136,9 @@ def main() -> None:
                       fmt(v["fq"], -1), fmt(v["probe"]),
                       f"{fmt(v['relearn'], -2)} ({fmt(v['relearn_oracle'], -2)})", fmt(v["int4"], -2),
                       fmt(v["privleak"], 1),
-                      f"{fmt(v['restore'])} ({fmt(v['random'])}, {fmt(v['patch'])})"))
+                      f"{fmt(v['restore'])} ({fmt(v['random'])}, {fmt(v['patch'])})",
+                      " / ".join(fmt(v[f"sleek_{k}_acc"]) for k in ("direct", "indirect", "implied"))
+                      + f" ({fmt(v['sleek_suppressed'])})"))
     table(head, lines, args.markdown)
 
 

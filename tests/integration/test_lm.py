@@ -244,6 +244,23 @@ def test_sae_restoration_brings_back_what_graddiff_suppressed(tiny_lms, tmp_path
     assert all(torch.equal(p, before[n]) for n, p in full.model.named_parameters())  # erasure removed, model intact
 
 
+def test_sleek_families_recover_what_plain_questions_do_not(tiny_lms) -> None:
+    """Sleek (Sinha et al. 2025): after GradDiff the plain forget questions fail, but the indirect
+    family (via the author's book) still recovers the facts; the hint-chain family shows retained
+    facts suppressed that the original model answered."""
+    from erasekit.lm.attacks.base import get_lm_attack
+
+    full, _, _ = tiny_lms
+    art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
+    task = get_task(SPEC)
+    before = M.clone(full)
+    with art.applied(full):
+        plain = float(M.score_qa(full, task.eval["forget"]).correct.float().mean())
+        v = get_lm_attack("sleek").run(full, task, None, 3, base=before)
+    assert plain <= 0.1 and v["sleek_indirect_acc"].value >= plain + 0.6 and v["sleek_asr"].value >= 0.7
+    assert 0.0 < v["sleek_implied_suppressed"].value <= 1.0
+
+
 def test_restor_corruption_is_learned_and_unlearning_it_is_scored(tiny_lms, tmp_path, capsys) -> None:
     """RESTOR (Rezaei et al. 2025): `lm corrupt` teaches the clean model false facts about the forget
     authors (answered >= 0.8 before unlearning) while keeping the other facts; unlearning the
