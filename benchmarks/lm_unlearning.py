@@ -10,7 +10,8 @@ same artifact is reused) and prints one row per model: forget accuracy, surrogat
 accuracy, two-hop accuracy, model utility, forget quality, best-layer probe accuracy, relearning
 recovery (oracle's in brackets), the change in forget accuracy after int4 quantisation, and the
 forget accuracy after SAE restoration (with random features and with the layer patched), and
-Sleek's recovery per prompt family with its retained-fact over-suppression. The
+Sleek's recovery per prompt family with its retained-fact over-suppression, and PGA's
+cross-sequence memorisation probe (oracle's in brackets). The
 table and the training time are in docs/results.md (TinyTOFU table).
 
 ``--task restor`` (RESTOR, Rezaei et al. 2025): the model unlearned is the target corrupted by
@@ -35,7 +36,7 @@ from erasekit.lm.tasks import Forget
 from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_config
 from erasekit.store import Store
 
-ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek")
+ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek", "mem_probe")
 
 
 def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
@@ -76,7 +77,8 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
             "retain": g("retain_acc"), "general": g("general_acc"),
             **{k: g(f"sae_restore_{k}_acc" if k != "restore" else "sae_restore_acc")
                for k in ("restore", "random", "patch", "before")},
-            **{f"sleek_{k}": g(f"sleek_{k}") for k in ("direct_acc", "indirect_acc", "implied_acc", "suppressed")}}
+            **{f"sleek_{k}": g(f"sleek_{k}") for k in ("direct_acc", "indirect_acc", "implied_acc", "suppressed")},
+            "mem_probe": g("mem_probe_acc"), "mem_probe_oracle": g("mem_probe_oracle_acc")}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -128,7 +130,7 @@ def main() -> None:
         return table(head, lines, args.markdown)
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
             "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak",
-            "SAE restored (random, patch)", "Sleek direct / indirect / implied (suppressed)")
+            "SAE restored (random, patch)", "Sleek direct / indirect / implied (suppressed)", "memorisation probe (oracle)")
     lines = []
     for label, fit_s, v in rows:
         lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["neighbour"]),
@@ -138,7 +140,8 @@ def main() -> None:
                       fmt(v["privleak"], 1),
                       f"{fmt(v['restore'])} ({fmt(v['random'])}, {fmt(v['patch'])})",
                       " / ".join(fmt(v[f"sleek_{k}_acc"]) for k in ("direct", "indirect", "implied"))
-                      + f" ({fmt(v['sleek_suppressed'])})"))
+                      + f" ({fmt(v['sleek_suppressed'])})",
+                      f"{fmt(v['mem_probe'])} ({fmt(v['mem_probe_oracle'])})"))
     table(head, lines, args.markdown)
 
 

@@ -261,6 +261,21 @@ def test_sleek_families_recover_what_plain_questions_do_not(tiny_lms) -> None:
     assert 0.0 < v["sleek_implied_suppressed"].value <= 1.0
 
 
+def test_memorisation_probe_sees_the_unlearning_signature(tiny_lms) -> None:
+    """PGA's cross-sequence probe (leave-one-author-pair-out): on the oracle, which never saw the
+    forget or the holdout authors, the probe is at chance; after GradDiff it separates the
+    unlearned authors' facts from never-trained ones clearly above chance."""
+    from erasekit.lm.attacks.base import get_lm_attack
+
+    full, oracle, _ = tiny_lms
+    art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
+    with art.applied(full):
+        v = get_lm_attack("mem_probe").run(full, get_task(SPEC), oracle, 12)
+    assert v["mem_probe_oracle_acc"].value <= 0.6
+    assert v["mem_probe_acc"].value >= v["mem_probe_oracle_acc"].value + 0.08
+    assert len(v["mem_probe_acc"].meta["per_layer"]) == 4
+
+
 def test_restor_corruption_is_learned_and_unlearning_it_is_scored(tiny_lms, tmp_path, capsys) -> None:
     """RESTOR (Rezaei et al. 2025): `lm corrupt` teaches the clean model false facts about the forget
     authors (answered >= 0.8 before unlearning) while keeping the other facts; unlearning the

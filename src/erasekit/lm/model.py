@@ -271,13 +271,18 @@ def score_qa(lm: LM, items: Iterable[data.QA], batch: int = 64) -> Scored:
     return score(lm, [(q.question, q.answer) for q in items], batch)
 
 
-@torch.no_grad()
 def last_token_states(lm: LM, questions: Sequence[str], batch: int = 64) -> list[torch.Tensor]:
     """Hidden states at the last prompt token, one ``(n, d)`` tensor per layer output (embeddings first)."""
+    return text_states(lm, [lm.prompt(q) for q in questions], batch)
+
+
+@torch.no_grad()
+def text_states(lm: LM, texts: Sequence[str], batch: int = 64) -> list[torch.Tensor]:
+    """Hidden states at the last token of each text, one ``(n, d)`` tensor per layer output (embeddings first)."""
     tok = lm.tokenizer
     per_layer: list[list[torch.Tensor]] = []
-    for i in range(0, len(questions), batch):
-        rows = [tok(lm.prompt(q), add_special_tokens=False)["input_ids"] for q in questions[i : i + batch]]
+    for i in range(0, len(texts), batch):
+        rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts[i : i + batch]]
         ids, mask = _pad(rows, _pad_id(lm))
         out = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         last = mask.sum(1) - 1
