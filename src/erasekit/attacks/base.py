@@ -199,6 +199,9 @@ class Attack(Registered):
     order: ClassVar[int] = 100
     #: a small budget that still breaks the unedited model on two targets (the test suite's)
     test_budget: ClassVar[int] = 1
+    #: the attack only sends the erased model prompts and looks at its images: no gradients, weights
+    #: or sampler internals of it (``tests/integration/test_black_box.py`` enforces it by hooks)
+    black_box: ClassVar[bool] = False
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         """Attack one target (its unattacked prompt did not show the concept)."""
