@@ -41,33 +41,11 @@ copied; what was inferred):
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
-from typing import Iterator
-
 import numpy as np
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target, measured
 from erasekit.pipelines import encode
-
-
-class QueryCounter:
-    """Counts text-encoder queries (encoded sequences) while installed on a pipeline."""
-
-    def __init__(self) -> None:
-        self.queries = 0
-
-    @contextmanager
-    def on(self, pipe) -> Iterator["QueryCounter"]:
-        def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-            x = args[0] if args else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
-            self.queries += int(x.shape[0])
-
-        handle = pipe.text_encoder.register_forward_pre_hook(hook, with_kwargs=True)
-        try:
-            yield self
-        finally:
-            handle.remove()
 
 
 def domain_words(ctx: AttackContext) -> list[str]:
@@ -116,10 +94,10 @@ class RingABell(Attack):
 
     def attack_all(self, ctx: AttackContext, targets: list[Target], budget: int, gen: torch.Generator,
                    progress: bool) -> dict[int, Outcome]:
-        counter = QueryCounter()
+        counter = Counter("text_encoder")
         with ctx.unedited(), counter.on(ctx.pipe):
             self._vector = concept_vector(ctx)
-        self._shared = counter.queries
+        self._shared = counter.evals
         return super().attack_all(ctx, targets, budget, gen, progress)
 
     def alphabet(self, ctx: AttackContext, target: Target) -> torch.Tensor:
@@ -134,7 +112,7 @@ class RingABell(Attack):
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         pipe, tok = ctx.pipe, ctx.pipe.tokenizer
         alphabet = self.alphabet(ctx, target)
-        queries = QueryCounter()
+        queries = Counter("text_encoder")
 
         def draw(n: int) -> torch.Tensor:
             return alphabet[torch.randint(len(alphabet), (n,), generator=gen)]
@@ -171,7 +149,7 @@ class RingABell(Attack):
                 best = text(pop[0])
                 img = ctx.generate(best, target.seed, target.noise)
                 verdict = ctx.judge_images(img[None])[0]
-                note = (f"generation {generation}: {queries.queries} text-encoder queries "
+                note = (f"generation {generation}: {queries.evals} text-encoder queries "
                         f"(+{self._shared} shared for the concept vector), best distance {scores[tuple(pop[0].tolist())]:.0f}")
                 last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict), img,
                                verdict, best, note=note)
