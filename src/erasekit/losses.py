@@ -21,6 +21,27 @@ def esd_target(
     return (anchor - eta * (pred_concept - pred_uncond)).detach()
 
 
+def model_prediction(
+    unet: torch.nn.Module,
+    x_t: torch.Tensor,
+    timesteps: torch.Tensor,
+    states: torch.Tensor,
+    guidance: float | None = None,
+    uncond: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The UNet's prediction on ``x_t`` under ``states``; with ``guidance`` (and the unconditional
+    ``uncond`` states) the guided one a sampler uses, ``e_0 + g (e_c - e_0)``, from one CFG batch,
+    so inference-time guards hooked on CFG batches (SLD, negative prompt) act on it."""
+    if guidance is None:
+        return unet(x_t, timesteps, encoder_hidden_states=states).sample
+    if uncond is None:
+        raise ValueError("guidance needs the unconditional states (uncond)")
+    n = x_t.shape[0]
+    both = torch.cat([uncond.expand(n, -1, -1).to(states), states.expand(n, -1, -1)])
+    e_0, e_c = unet(torch.cat([x_t, x_t]), torch.cat([timesteps, timesteps]), encoder_hidden_states=both).sample.chunk(2)
+    return e_0 + guidance * (e_c - e_0)
+
+
 def denoising_loss(
     unet: torch.nn.Module,
     scheduler,
@@ -47,15 +68,7 @@ def denoising_loss(
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
     timesteps = timesteps.to(x0.device)
     x_t = scheduler.add_noise(x0, noise, timesteps)
-    if guidance is None:
-        pred = unet(x_t, timesteps, encoder_hidden_states=states).sample
-    else:
-        if uncond is None:
-            raise ValueError("guidance needs the unconditional states (uncond)")
-        n = x0.shape[0]
-        both = torch.cat([uncond.expand(n, -1, -1).to(states), states.expand(n, -1, -1)])
-        e_0, e_c = unet(torch.cat([x_t, x_t]), torch.cat([timesteps, timesteps]), encoder_hidden_states=both).sample.chunk(2)
-        pred = e_0 + guidance * (e_c - e_0)
+    pred = model_prediction(unet, x_t, timesteps, states, guidance, uncond)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise

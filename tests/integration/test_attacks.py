@@ -1,6 +1,7 @@
 """Attacks: each works on the unedited testbed, white-box attacks break UCE, determinism, CLI."""
 
 import json
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -23,6 +24,14 @@ def _state(pipe) -> dict:
 def uce(shipped_testbed, tmp_path_factory):
     folder = tmp_path_factory.mktemp("atk") / "skull-uce"
     get_method("uce").fit(shipped_testbed, get_concept("skull"), make_config("uce"), progress=False).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def uce_heart(shipped_testbed, tmp_path_factory):
+    """UCE on heart (the attacks' defaults were tuned on heart, never on skull)."""
+    folder = tmp_path_factory.mktemp("atk") / "heart-uce"
+    get_method("uce").fit(shipped_testbed, get_concept("heart"), make_config("uce"), progress=False).save(folder)
     return folder
 
 
@@ -51,6 +60,77 @@ def test_white_box_attacks_break_uce(name, shipped_testbed, shipped_judge, uce):
     assert result.pre_asr <= 0.5
     hidden = [o for o in result.outcomes if not o.pre_success]
     assert hidden and all(o.success for o in hidden), [(o.note, o.verdict) for o in hidden]
+
+
+@pytest.mark.parametrize("name, budget", [("ringabell", 400), ("p4d", 30)])
+def test_wave2_attacks_raise_the_concept_rate_on_uce(name, budget, shipped_testbed, shipped_judge, uce_heart):
+    """Ring-A-Bell and P4D bring heart back on UCE-erased heart: the erased model hides it on both
+    targets (pre-attack ASR 0), the attack breaks at least one of them."""
+    erasure = Erasure.load(uce_heart)
+    ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
+    with erasure.applied(shipped_testbed):
+        result = run_attack(get_attack(name), ctx, budget, n_prompts=2, seeds=(0,), progress=False)
+    assert result.pre_asr == 0.0
+    assert result.asr >= 0.5, [(o.adversarial_text, o.note, o.verdict) for o in result.outcomes]
+    assert all(o.adversarial_text and o.adversarial_text != o.prompt for o in result.outcomes)
+
+
+@contextmanager
+def gradient_watch(pipe):
+    """Records every forward of the pipeline's UNet and text encoder, those run with gradients
+    enabled, and every backward pass that reaches their outputs or their parameters."""
+    seen = {"forwards": 0, "with_grad": 0, "backward": 0}
+
+    def count_backward(grad):
+        seen["backward"] += 1
+
+    def forward(module, args, output):
+        seen["forwards"] += 1
+        seen["with_grad"] += int(torch.is_grad_enabled())
+        values = output.values() if isinstance(output, dict) else output if isinstance(output, tuple) else [output]
+        for t in values:
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                t.register_hook(count_backward)
+
+    modules = [pipe.unet, pipe.text_encoder]
+    handles = [m.register_forward_hook(forward) for m in modules]
+    handles += [p.register_hook(count_backward) for m in modules for p in m.parameters() if p.requires_grad]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+BLACK_BOX = [name for name in ladder() if get_attack(name).black_box]
+
+
+def test_black_box_attacks_are_declared():
+    assert {"paraphrase", "ringabell"} <= set(BLACK_BOX)
+    assert not {"embedding", "discrete", "p4d", "inversion", "finetune"} & set(BLACK_BOX)
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_black_box_attacks_never_take_gradients_of_the_erased_model(name, shipped_testbed, shipped_judge, uce_heart):
+    """By hooks: every forward of the erased model's UNet and text encoder runs without autograd,
+    and no backward pass reaches them."""
+    erasure = Erasure.load(uce_heart)
+    ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
+    with erasure.applied(shipped_testbed), gradient_watch(shipped_testbed) as seen:
+        run_attack(get_attack(name), ctx, BUDGETS[name], n_prompts=1, seeds=(0,), progress=False,
+                   attack_pre_successes=True)
+    assert seen["forwards"] > 0 and seen["with_grad"] == 0 and seen["backward"] == 0, seen
+    assert all(p.grad is None for p in shipped_testbed.unet.parameters())
+
+
+def test_the_gradient_watch_catches_a_white_box_attack(shipped_testbed, shipped_judge, uce_heart):
+    """The control: the same hooks see the discrete attack's backward passes through the UNet."""
+    erasure = Erasure.load(uce_heart)
+    ctx = AttackContext(shipped_testbed, erasure, erasure.concept, shipped_judge)
+    with erasure.applied(shipped_testbed), gradient_watch(shipped_testbed) as seen:
+        run_attack(get_attack("discrete"), ctx, 2, n_prompts=1, seeds=(0,), progress=False,
+                   attack_pre_successes=True)
+    assert seen["with_grad"] > 0 and seen["backward"] > 0, seen
 
 
 def test_latent_inversion_breaks_the_negated_negative_prompt(shipped_testbed, shipped_judge):

@@ -91,18 +91,20 @@ class AttackResult:
 
 
 class Counter:
-    """Counts UNet evaluations (per sample) while installed on a pipeline."""
+    """Counts evaluations (per sample) of a pipeline's ``component`` (the UNet; Ring-A-Bell also
+    counts its text-encoder queries) while installed on the pipeline."""
 
-    def __init__(self) -> None:
+    def __init__(self, component: str = "unet") -> None:
+        self.component = component
         self.evals = 0
 
     @contextmanager
     def on(self, pipe: Any) -> Iterator["Counter"]:
         def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-            sample = args[0] if args else kwargs["sample"]
+            sample = args[0] if args else next(kwargs[k] for k in ("sample", "input_ids", "inputs_embeds") if k in kwargs)
             self.evals += int(sample.shape[0])
 
-        handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+        handle = getattr(pipe, self.component).register_forward_pre_hook(hook, with_kwargs=True)
         try:
             yield self
         finally:
@@ -199,6 +201,9 @@ class Attack(Registered):
     order: ClassVar[int] = 100
     #: a small budget that still breaks the unedited model on two targets (the test suite's)
     test_budget: ClassVar[int] = 1
+    #: the attack only sends the erased model prompts and looks at its images: no gradients, weights
+    #: or sampler internals of it (``tests/integration/test_black_box.py`` enforces it by hooks)
+    black_box: ClassVar[bool] = False
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         """Attack one target (its unattacked prompt did not show the concept)."""

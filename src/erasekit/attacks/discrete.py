@@ -6,6 +6,8 @@ model's denoising loss on reference images. The result is a plain text prompt, j
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
@@ -13,6 +15,17 @@ from erasekit.attacks.embedding import frozen, to_x0
 from erasekit.pipelines import max_length
 
 FIRST_WORD_ID = 999  # MiniLM/BERT: ids below are [PAD], [unusedN], [CLS], [SEP], [MASK]
+
+
+@cache
+def whole_words(tokenizer) -> torch.Tensor:
+    """Ids of the vocabulary's whole-word tokens: those whose text tokenizes back to the token
+    alone (no word pieces, no special tokens), so that an optimised id sequence, decoded, is
+    what the pipeline encodes again."""
+    texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    ids = tokenizer(texts, add_special_tokens=False).input_ids
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i, x in enumerate(ids) if x == [i] and i not in special])
 
 
 def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str) -> torch.Tensor:

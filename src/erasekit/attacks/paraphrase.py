@@ -26,6 +26,7 @@ class Paraphrase(Attack):
     default_budget = 16
     order = 10
     test_budget = 16
+    black_box = True
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         tries = [(ctx.rephrase(target.attributes, ph), s) for s in range(4) for ph in paraphrases(ctx)]
