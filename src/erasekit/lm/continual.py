@@ -96,7 +96,8 @@ def _check_weights(art: LMErasure, method: LMMethod) -> None:
 
 def run_sequence(method: LMMethod, lm: LM, seed: int, config: Config, requests: Sequence[tuple[str, ...]],
                  progress: bool = True) -> tuple[LMErasure, list[dict[str, Any]]]:
-    """Serve ``requests`` in order on a copy of ``lm``; returns the artifact of the final state (every
+    """Serve ``requests`` in order on a copy of ``lm`` with one instance of ``method`` (a method that
+    remembers, such as FIT, sees the earlier requests); returns the artifact of the final state (every
     tensor any request touched, against ``lm``) and one row of :func:`scores` per request."""
     requests = check_requests(requests, seed)
     work = M.clone(lm)
@@ -126,13 +127,14 @@ def run_sequence(method: LMMethod, lm: LM, seed: int, config: Config, requests: 
 
 def from_scratch(method: LMMethod, lm: LM, seed: int, config: Config,
                  requests: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
-    """For each ``i``: requests ``1..i`` unlearned together from ``lm`` itself, scored like :func:`run_sequence`."""
+    """For each ``i``: requests ``1..i`` unlearned together from ``lm`` itself, by a fresh instance of
+    the method (no memory of earlier fits), scored like :func:`run_sequence`."""
     requests = check_requests(requests, seed)
     rows = []
     forgotten: list[str] = []
     for i, req in enumerate(requests, 1):
         forgotten += list(req)
-        art = method.fit(lm, Forget("tinytofu", seed, tuple(forgotten)), config, progress=False)
+        art = type(method)().fit(lm, Forget("tinytofu", seed, tuple(forgotten)), config, progress=False)
         _check_weights(art, method)
         with art.applied(lm):
             rows.append({"request": i, "authors": list(req), **scores(lm, seed, forgotten, req)})
