@@ -40,7 +40,7 @@ from erasekit.artifact import restored
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import saliency_mask
-from erasekit.losses import denoising_loss
+from erasekit.losses import denoising_loss, noised_batch
 from erasekit.methods.esd import latent_shape
 from erasekit.pipelines import encode, fingerprint, group_parameters, training
 from erasekit.sampling import ddim_cfg
@@ -132,14 +132,10 @@ class SalUn(Method):
         mask = saliency_mask(grads, config.threshold)
         salient = {k: p for k, p in params.items() if bool(mask[k].any())}
         opt = torch.optim.Adam(list(salient.values()), lr=config.lr)
-        n_train = pipe.scheduler.config.num_train_timesteps
         with restored(salient):  # the pipeline comes back as it was; the artifact carries the change
             with training(unet, salient.values()):
                 for _ in tqdm(range(config.iterations), desc="salun", disable=not progress):
-                    idx = torch.randint(len(x_f), (config.batch,), generator=gen).to(x_f.device)
-                    t = torch.randint(n_train, (config.batch,), generator=gen).to(x_f.device)
-                    noise = torch.randn(x_f[idx].shape, generator=gen).to(x_f.device)
-                    x_t = pipe.scheduler.add_noise(x_f[idx], noise, t)
+                    idx, x_t, t = noised_batch(pipe.scheduler, x_f, config.batch, gen)
                     with torch.no_grad():  # the pseudo label: the model's own prediction, stop-gradient
                         target = unet(x_t, t, encoder_hidden_states=p_states[idx]).sample
                     loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=f_states[idx]).sample, target)
