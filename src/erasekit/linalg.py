@@ -145,7 +145,7 @@ def saliency_mask(grads: dict[str, torch.Tensor], fraction: float) -> dict[str, 
         raise UserError(f"fraction: must be in [0, 1], got {fraction}")
     flat = torch.cat([g.detach().abs().flatten().float() for g in grads.values()])
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    k = int(round(fraction * flat.numel()))
+    k = round(fraction * flat.numel())
     if k > 0:
         keep[torch.topk(flat, k, sorted=False).indices] = True
     out, start = {}, 0

@@ -1,6 +1,5 @@
-import torch
-
 import pytest
+import torch
 
 from erasekit.linalg import closed_form_embedding, edit_weight, saliency_mask, uce_right_factor
 
