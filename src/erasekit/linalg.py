@@ -134,6 +134,27 @@ def orthogonal_to_span(g: torch.Tensor, basis: list[torch.Tensor], tol: float = 
     return (g64 - q @ (q.T @ g64)).to(g.dtype)
 
 
+def saliency_mask(grads: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
+    """Boolean masks of the ``fraction`` of entries with the largest ``|g|`` over all tensors together.
+
+    SalUn's weight saliency (Fan et al., ICLR 2024): one global threshold over the forget loss's
+    gradient, so a tensor may be wholly salient, partly, or not at all. Ties at the threshold are
+    broken by position (``torch.topk``); ``fraction`` 0 selects nothing, 1 everything.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise UserError(f"fraction: must be in [0, 1], got {fraction}")
+    flat = torch.cat([g.detach().abs().flatten().float() for g in grads.values()])
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    k = round(fraction * flat.numel())
+    if k > 0:
+        keep[torch.topk(flat, k, sorted=False).indices] = True
+    out, start = {}, 0
+    for name, g in grads.items():
+        out[name] = keep[start : start + g.numel()].reshape(g.shape)
+        start += g.numel()
+    return out
+
+
 def quantize_rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Per-row symmetric round-to-nearest fake quantisation to ``bits`` bits (int8 / int4 without a backend).
 

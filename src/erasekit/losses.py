@@ -42,6 +42,17 @@ def model_prediction(
     return e_0 + guidance * (e_c - e_0)
 
 
+def noised_batch(scheduler, x0: torch.Tensor, batch: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random batch of ``x0`` rows noised to uniform training timesteps: ``(idx, x_t, t)``, drawn
+    from ``generator`` in that order (rows, timesteps, noise) on the CPU, so the same on any device.
+    The training batch of CA, SalUn and FMN."""
+    idx = torch.randint(len(x0), (batch,), generator=generator).to(x0.device)
+    t = torch.randint(scheduler.config.num_train_timesteps, (batch,), generator=generator).to(x0.device)
+    noise = torch.randn(x0[idx].shape, generator=generator).to(x0.device, x0.dtype)
+    return idx, scheduler.add_noise(x0[idx], noise, t), t
+
+
 def denoising_loss(
     unet: torch.nn.Module,
     scheduler,

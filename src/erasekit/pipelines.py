@@ -21,6 +21,7 @@ GROUPS: dict[str, str] = {
     "xattn": "every UNet cross-attention parameter (attn2.*): ESD-x",
     "unet_non_xattn": "UNet parameters outside cross-attention and the time embedding: ESD-u",
     "attn": "every UNet attention parameter (attn1.*, attn2.*): TRCE (K/V in closed form, then attn1 and attn2.to_q)",
+    "unet": "every UNet parameter: SalUn (which then updates only the salient entries)",
     "text_encoder": "every text-encoder parameter: AdvUnlearn-style methods",
 }
 
@@ -30,6 +31,8 @@ def _in_group(group: str, component: str, name: str) -> bool:
         return component == "text_encoder"
     if component != "unet":
         return False
+    if group == "unet":
+        return True
     if group == "xattn_kv":
         return "attn2" in name and (".to_k." in name or ".to_v." in name)
     if group == "xattn":

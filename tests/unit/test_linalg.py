@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from erasekit.linalg import closed_form_embedding, edit_weight, uce_right_factor
+from erasekit.linalg import closed_form_embedding, edit_weight, saliency_mask, uce_right_factor
 
 
 def _data(seed=0, d=24, out=16):
@@ -49,3 +50,19 @@ def test_closed_form_embedding_is_the_ridge_minimiser():
     # with the original weights and no regulariser, the concept's own keys come back
     x = closed_form_embedding(w0s, w0s, c[:4], 1e-9)
     torch.testing.assert_close(x, c[:4], rtol=1e-4, atol=1e-4)
+
+
+def test_saliency_mask_keeps_the_largest_gradients_over_all_tensors():
+    g = torch.Generator().manual_seed(0)
+    grads = {"a": torch.randn(6, 5, generator=g), "b": -10 - torch.rand(7, generator=g), "c": 0.01 * torch.ones(3)}
+    mask = saliency_mask(grads, 0.4)
+    flat = torch.cat([v.abs().flatten() for v in grads.values()])
+    kept = torch.cat([m.flatten() for m in mask.values()])
+    assert int(kept.sum()) == round(0.4 * flat.numel())
+    assert flat[kept].min() >= flat[~kept].max()  # one global threshold, not one per tensor
+    assert bool(mask["b"].all()) and not bool(mask["c"].any())
+    assert {k: m.shape for k, m in mask.items()} == {k: v.shape for k, v in grads.items()}
+    assert not any(m.any() for m in saliency_mask(grads, 0.0).values())
+    assert all(m.all() for m in saliency_mask(grads, 1.0).values())
+    with pytest.raises(ValueError, match="fraction"):
+        saliency_mask(grads, 1.5)

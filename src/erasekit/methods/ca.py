@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from erasekit.artifact import restored
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
-from erasekit.losses import denoising_loss
+from erasekit.losses import denoising_loss, noised_batch
 from erasekit.methods.esd import latent_shape
 from erasekit.pipelines import encode, fingerprint, group_parameters, training
 from erasekit.sampling import ddim_cfg
@@ -85,14 +85,10 @@ class ConceptAblation(Method):
         x0 = ddim_cfg(frozen, scheduler, a_states, uncond, config.guidance, latent_shape(pipe), gen)  # anchor images
         params = group_parameters(pipe, self.group)
         opt = torch.optim.Adam(list(params.values()), lr=config.lr)
-        n_train = pipe.scheduler.config.num_train_timesteps
         with restored(params):  # the pipeline comes back as it was; the artifact carries the change
             with training(unet, params.values()):
                 for _ in tqdm(range(config.iterations), desc="ca", disable=not progress):
-                    idx = torch.randint(len(x0), (config.batch,), generator=gen).to(x0.device)
-                    t = torch.randint(n_train, (config.batch,), generator=gen).to(x0.device)
-                    noise = torch.randn(x0[idx].shape, generator=gen).to(x0.device)
-                    x_t = pipe.scheduler.add_noise(x0[idx], noise, t)
+                    idx, x_t, t = noised_batch(pipe.scheduler, x0, config.batch, gen)
                     with torch.no_grad():
                         target = frozen(x_t, t, encoder_hidden_states=a_states[idx]).sample
                     loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=t_states[idx]).sample, target)
