@@ -31,7 +31,6 @@ larger rate, for the 6-layer MiniLM encoder and a fit under 10 minutes at one th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
@@ -45,25 +44,20 @@ from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.losses import esd_target
 from erasekit.methods.esd import latent_shape
-from erasekit.pipelines import encode, fingerprint, frozen, group_parameters, training
+from erasekit.pipelines import encode, encoder_layer_parameters, fingerprint, frozen, group_parameters, training
 from erasekit.sampling import ddim_cfg
 
 LAYER_CHOICES = ("all", "first")
-_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
 def text_encoder_layers(pipe: DiffusionPipeline, layers: str) -> dict[str, torch.nn.Parameter]:
     """The text-encoder parameters AdvUnlearn trains: every transformer layer and a final layer
     norm (``"all"``, the paper's ``text_encoder_full``) or the first layer only (``"first"``)."""
-    out = {}
-    for key, p in group_parameters(pipe, "text_encoder").items():
-        m = _LAYER.search(key)
-        if (m is not None and (layers == "all" or int(m.group(1)) == 0)) or \
-                (layers == "all" and "final_layer_norm" in key):
-            out[key] = p
-    if not out:
-        raise ValueError(f"found no transformer layers in the text encoder of {type(pipe).__name__}")
-    return out
+    params = group_parameters(pipe, "text_encoder")
+    chosen = [k for k, (layer, _) in encoder_layer_parameters(pipe).items() if layers == "all" or layer == 0]
+    if layers == "all":
+        chosen += [k for k in params if "final_layer_norm" in k]
+    return {k: params[k] for k in chosen}
 
 
 @dataclass(frozen=True)
