@@ -5,6 +5,7 @@ prompt encoding with token lengths, named parameter groups, and a fingerprint of
 from __future__ import annotations
 
 import hashlib
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,24 @@ def group_parameters(pipe: DiffusionPipeline, group: str) -> dict[str, torch.nn.
                 out[f"{component}.{name}"] = p
     if not out:
         raise UserError(f"parameter group {group!r} selects nothing in {type(pipe).__name__}")
+    return out
+
+
+_ENCODER_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+def encoder_layer_parameters(pipe: DiffusionPipeline) -> dict[str, tuple[int, str]]:
+    """Each text-encoder parameter inside a transformer layer, as ``key -> (layer index, name within
+    the layer)``: ``"text_encoder...encoder.layers.0.mlp.fc1.weight" -> (0, "mlp.fc1.weight")``
+    (CLIP), ``"text_encoder.encoder.layer.0.intermediate.dense.weight" -> (0, "intermediate.dense.weight")``
+    (BERT). For the text-encoder methods that train chosen layers (AdvUnlearn, few-shot erasing)."""
+    out = {}
+    for key in group_parameters(pipe, "text_encoder"):
+        m = _ENCODER_LAYER.search(key)
+        if m is not None:
+            out[key] = (int(m.group(1)), key[m.end():])
+    if not out:
+        raise UserError(f"found no transformer layers in the text encoder of {type(pipe).__name__}")
     return out
 
 

@@ -38,6 +38,31 @@ def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str) -> torch.Tensor:
     inputs = torch.cat([emb[:1], prefix, emb[1:]])[None]
     full_mask = torch.cat([mask[:1], torch.ones(prefix.shape[0], dtype=mask.dtype), mask[1:]])[None]
     return pipe.text_encoder(inputs_embeds=inputs, attention_mask=full_mask).last_hidden_state
+def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str | list[str]) -> torch.Tensor:
+    """Encoder states for ``[CLS] prefix prompt [SEP]`` where ``prefix`` are input embeddings ``(k, D)``,
+    with gradients; one row per prompt. The prompt is tokenized as the pipeline conditions its UNet
+    (:func:`erasekit.pipelines.encode`: padded, with the attention mask where the pipeline uses one),
+    so an empty prefix gives the pipeline's own states. The prefix goes in through a hook on the
+    token-embedding layer, which works for BERT (the testbed) and CLIP (Stable Diffusion) alike."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    n, k = len(prompts), prefix.shape[0]
+    tok = pipe.tokenizer(prompts, padding="max_length", max_length=max_length(pipe) - k, truncation=True,
+                         return_tensors="pt")
+    ids, mask = tok.input_ids, tok.attention_mask
+    ids = torch.cat([ids[:, :1], torch.zeros(n, k, dtype=ids.dtype), ids[:, 1:]], 1)  # placeholders, replaced below
+    mask = torch.cat([mask[:, :1], torch.ones(n, k, dtype=mask.dtype), mask[:, 1:]], 1)
+    encoder = pipe.text_encoder
+    uses_mask = hasattr(pipe, "encode_text") or getattr(encoder.config, "use_attention_mask", False)
+    kwargs = {"attention_mask": mask.to(encoder.device)} if uses_mask else {}
+
+    def insert(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return torch.cat([out[:, :1], prefix.to(out).expand(n, -1, -1), out[:, 1 + k :]], 1)
+
+    handle = encoder.get_input_embeddings().register_forward_hook(insert)
+    try:
+        return encoder(input_ids=ids.to(encoder.device), **kwargs)[0]
+    finally:
+        handle.remove()
 
 
 @ATTACKS.register("discrete")
