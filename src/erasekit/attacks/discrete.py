@@ -28,16 +28,6 @@ def whole_words(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i, x in enumerate(ids) if x == [i] and i not in special])
 
 
-def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str) -> torch.Tensor:
-    """Encoder states for ``[CLS] prefix prompt [SEP]`` where ``prefix`` are input embeddings ``(k, D)``."""
-    tok = pipe.tokenizer([prompt], padding="max_length", max_length=max_length(pipe) - prefix.shape[0],
-                         truncation=True, return_tensors="pt")
-    words = pipe.text_encoder.get_input_embeddings()
-    ids, mask = tok.input_ids[0], tok.attention_mask[0]
-    emb = words(ids)
-    inputs = torch.cat([emb[:1], prefix, emb[1:]])[None]
-    full_mask = torch.cat([mask[:1], torch.ones(prefix.shape[0], dtype=mask.dtype), mask[1:]])[None]
-    return pipe.text_encoder(inputs_embeds=inputs, attention_mask=full_mask).last_hidden_state
 def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str | list[str]) -> torch.Tensor:
     """Encoder states for ``[CLS] prefix prompt [SEP]`` where ``prefix`` are input embeddings ``(k, D)``,
     with gradients; one row per prompt. The prompt is tokenized as the pipeline conditions its UNet
