@@ -98,12 +98,12 @@ def test_smoke_bench_survives_a_killed_worker_and_a_rerun_computes_nothing(tmp_p
         assert r["metrics"]["forget_acc"]["value"] <= tiny[0]["metrics"]["forget_acc"]["value"]
     assert _counts(db)["bench_cells"] == before["bench_cells"]
 
-    # the validity study reads the same leaderboard: UnlearnCanvas's ESD/UCE orderings against the testbed's
+    # the validity study reads the same leaderboard: UnlearnCanvas's and I2P's ESD/UCE orderings against the testbed's
     study = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validity.py"), "--db", str(db), "--bench",
                             "smoke", "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert study.returncode == 0, study.stderr[-2000:]
     compared = __import__("json").loads(study.stdout)
-    assert {r["what"] for r in compared} == {"UA", "IRA", "CRA"} and all(r["methods"] == ["ESD", "UCE"] for r in compared)
+    assert {r["what"] for r in compared} == {"UA", "IRA", "CRA", "exposed parts (total)"} and all(r["methods"] == ["ESD", "UCE"] for r in compared)
 
     # the leaderboard in the report, in headless Chromium: every method, the Pareto plot, sorting
     from browser import load_page
