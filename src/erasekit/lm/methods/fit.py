@@ -125,7 +125,8 @@ class FIT(LMMethod):
         items = list(task.forget_train)
         kept = items
         if self.memory:
-            cos = (embed(_texts(items)) @ embed(_texts(self.memory)).T).max(1).values
+            both = embed(_texts(items) + _texts(self.memory))  # one encoder load for the request and the memory
+            cos = (both[: len(items)] @ both[len(items):].T).max(1).values
             with torch.no_grad():
                 prob = torch.exp(-mean_token_nll(lm, batch_qa(lm, [(q.question, q.answer) for q in items])))
             kept = [q for q, c, p in zip(items, cos.tolist(), prob.tolist()) if c < config.tau or p > config.epsilon]
