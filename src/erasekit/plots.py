@@ -61,3 +61,20 @@ def scatter_svg(points: list[Point], xlabel: str, ylabel: str, gid: str) -> str:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     return out[0]
+
+
+def curves_svg(series: list[tuple[str, list[tuple[int, float]]]], xlabel: str, ylabel: str, gid: str) -> str:
+    """One step curve per entry ``(label, [(x, y), ...])`` (y in [0, 1], held until the next point),
+    labelled in a legend. Curve ``k`` has the SVG id ``{gid}-{k}``."""
+    with figure(5.0, 3.0) as (fig, ax, out):
+        for k, (label, points) in enumerate(series):
+            xs, ys = zip(*points)
+            (line,) = ax.step(xs, ys, where="post", color=f"C{k % 10}", lw=1.2, label=label)
+            line.set_gid(f"{gid}-{k}")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=7, loc="lower right")
+    return out[0]

@@ -45,12 +45,19 @@ def attack(
     progress: bool = True,
     name: str | None = None,
     guided_loss: bool = True,
+    threat: str | None = None,
+    every_target: bool = False,
 ) -> dict[str, Any]:
     """Run ``attack_name`` against ``erasure`` applied to ``pipe`` (``None``: the unedited model).
 
     ``guided_loss=False`` is an ablation: white-box losses on the conditional prediction even
-    against inference-time guards (stored as a separate run)."""
+    against inference-time guards (stored as a separate run). ``threat`` restricts the attack to
+    its ``white`` or ``black`` variants (:meth:`Attack.restricted`); ``every_target`` attacks the
+    targets whose plain prompt already shows the concept too, so a target's success is the
+    attack's own (the threat matrix's reproduction rate). Both are part of the run's identity."""
     atk = get_attack(attack_name)
+    if threat is not None:
+        atk = atk.restricted(threat)
     if erasure is not None:
         erasure.check(pipe)  # base weights, parameter names and shapes: before any work
     budget = atk.default_budget if budget is None else budget
@@ -59,7 +66,8 @@ def attack(
     base_fp = fingerprint(pipe)
     info = artifact_info(Path(artifact_dir), erasure) if erasure is not None and artifact_dir else None
     settings = {"attack": attack_name, "budget": budget, "n_prompts": n_prompts, "seeds": list(seeds), "seed": seed,
-                "steps": steps, "guidance": guidance, **({} if guided_loss else {"guided_loss": False})}
+                "steps": steps, "guidance": guidance, **({} if guided_loss else {"guided_loss": False}),
+                **({} if threat is None else {"threat": threat}), **({"every_target": True} if every_target else {})}
     key = {"base": base_fp, "concept": concept.to_dict(), "artifact": None if info is None else info["digest"],
            "method": None if erasure is None else erasure.method, **settings}
     attack_id = content_id(key)
@@ -71,7 +79,8 @@ def attack(
     if erasure is not None:
         erasure.apply(pipe)
     try:
-        result = run_attack(atk, ctx, budget, n_prompts, tuple(seeds), seed, progress)
+        result = run_attack(atk, ctx, budget, n_prompts, tuple(seeds), seed, progress,
+                            attack_pre_successes=every_target)
     finally:
         if erasure is not None:
             erasure.remove(pipe)
@@ -88,13 +97,15 @@ def attack(
                      "pre_success": int(o.pre_success), "success": int(o.success),
                      "adversarial_text": o.adversarial_text, "adversarial_path": adv_rel, "image_path": img_rel,
                      "verdict": json.dumps(o.verdict), "unet_evals": o.unet_evals, "grad_steps": o.grad_steps,
-                     "wall_seconds": o.wall_seconds, "note": o.note})
+                     "wall_seconds": o.wall_seconds, "note": o.note, "spent": o.spent})
     row = {
         "attack_id": attack_id,
         "run_name": name or ("unedited" if erasure is None else erasure.method) + f"/{concept.name}",
         "kind": "baseline" if erasure is None else "erasure", "method": None if erasure is None else erasure.method,
         "concept": concept.name, "artifact": None if artifact_dir is None else str(artifact_dir),
-        "attack": attack_name, "threat_model": atk.threat_model, "budget": budget, "budget_unit": atk.budget_unit,
+        "attack": attack_name,
+        "threat_model": atk.threat_model if threat is None else f"{threat}-box (restricted)",
+        "budget": budget, "budget_unit": atk.budget_unit,
         "config": json.dumps({**settings, "targets_dropped": result.dropped, "base_fingerprint": base_fp,
                               "artifact": info}, default=str),
         "n": len(result.outcomes), "pre_asr": result.pre_asr, "asr": result.asr, "unet_evals": result.unet_evals,

@@ -15,12 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from erasekit.audit import COLUMNS, stored_matrices
 from erasekit.bench.page import leaderboard_html
 from erasekit.bench.rows import benches
 from erasekit.concepts import SPLITS
 from erasekit.files import atomic_write_bytes
 from erasekit.metrics.base import report_columns
-from erasekit.plots import scatter_svg
+from erasekit.attacks.base import asr_curve
+from erasekit.plots import curves_svg, scatter_svg
 from erasekit.provenance import utc_now
 from erasekit.store import Store
 
@@ -117,12 +119,31 @@ def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_sp
 
 
 def _attacks(store: Store, attacks: list[dict[str, Any]], shown: int = 8) -> list[dict[str, Any]]:
-    """Diffusion attack runs, each with up to ``shown`` images that broke through."""
+    """Diffusion attack runs, each with up to ``shown`` images that broke through and its ASR
+    against budget (:func:`erasekit.attacks.base.asr_curve`)."""
     out = []
     for a in attacks:
-        broke = [s for s in store.attack_samples(a["attack_id"]) if s["success"] and not s["pre_success"]][:shown]
+        samples = store.attack_samples(a["attack_id"])
+        broke = [s for s in samples if s["success"] and not s["pre_success"]][:shown]
         out.append({**a, "broke": [{"image": _img(store, s["image_path"], s["adversarial_text"] or s["prompt"]),
-                                    "note": s["note"]} for s in broke]})
+                                    "note": s["note"]} for s in broke],
+                    "curve": asr_curve([(bool(s["success"]), s["spent"]) for s in samples], a["budget"])})
+    return out
+
+
+def _curves(attacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ASR-against-budget plot per attack (and budget unit), a curve per run."""
+    by_attack: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for a in attacks:
+        if a["curve"]:
+            by_attack.setdefault((a["attack"], a["budget_unit"]), []).append(a)
+    out = []
+    for k, ((name, unit), runs) in enumerate(sorted(by_attack.items())):
+        label = {a["attack_id"]: a["run_name"] + (f" ({a['threat_model']})" if "restricted" in a["threat_model"] else "")
+                 for a in runs}
+        svg = curves_svg([(label[a["attack_id"]], a["curve"]) for a in runs], f"budget ({unit})", "ASR",
+                         f"curve-{k}")
+        out.append({"attack": name, "unit": unit, "svg": svg, "runs": len(runs)})
     return out
 
 
@@ -154,6 +175,7 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
         r["cfg"] = json.loads(r["config"])
         r["grid"] = _grid(store, r, _baseline_for(r, runs))
     attacks = store.attack_runs()
+    diffusion_attacks = _attacks(store, [a for a in attacks if a["asr"] is not None])
     context = {
         "title": title, "n_runs": len(every), "db": str(store.path), "built": utc_now(),
         "leaderboards": [leaderboard_html(store, bench) for bench in benches(store)],
@@ -162,7 +184,9 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
         "scatters": [_scatter(runs, "ira", "efficacy", "in-domain retention (IRA)", "efficacy (UA)", "ira"),
                      _scatter(runs, "cra", "efficacy", "cross-domain retention (CRA)", "efficacy (UA)", "cra")]
         if runs else [],
-        "attacks": _attacks(store, [a for a in attacks if a["asr"] is not None]),
+        "attacks": diffusion_attacks,
+        "curves": _curves(diffusion_attacks),
+        "matrices": stored_matrices(store), "matrix_columns": COLUMNS,
         "lm": _lm(store, lm_runs) if lm_runs else None,
     }
     text = _environment().get_template("report.html.j2").render(**context)

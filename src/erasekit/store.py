@@ -19,7 +19,7 @@ from erasekit.errors import UserError
 from erasekit.metrics.base import Value
 from erasekit.provenance import content_id
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Metric keys renamed with the splits in schema 4.
 LEGACY_KEYS = {"efficacy_heldout_phrasings": "efficacy_unseen"}
 
@@ -163,6 +163,7 @@ CREATE TABLE IF NOT EXISTS attack_samples (
     grad_steps INTEGER NOT NULL,
     wall_seconds REAL NOT NULL,
     note TEXT NOT NULL,
+    spent INTEGER,                    -- budget spent on this target (its unit; NULL before schema 5)
     PRIMARY KEY (attack_id, target_index)
 );
 """
@@ -220,7 +221,8 @@ class Store:
         columns NOT NULL, language-model attacks stored as ``attack:<name>`` metric rows) to 2, 2 to
         3 (the runs' ``state``), and 3 to 4 (testbed v2's split names: ``target`` is ``given``,
         ``target_heldout_phrasings`` is ``unseen``, ``target_heldout_pairs`` is ``heldout_pairs``,
-        and ``efficacy_heldout_phrasings`` is ``efficacy_unseen``)."""
+        and ``efficacy_heldout_phrasings`` is ``efficacy_unseen``), and 4 to 5 (``attack_samples.spent``,
+        the budget each target used, for ASR-against-budget curves; NULL in older rows)."""
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if version >= SCHEMA_VERSION or "runs" not in tables:
@@ -231,6 +233,9 @@ class Store:
             if "state" not in [r[1] for r in c.execute("PRAGMA table_info(runs)")]:
                 c.execute("ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'running'")
                 c.execute("UPDATE runs SET state = 'complete' WHERE completed_at IS NOT NULL")
+            if "attack_samples" in tables and "spent" not in [r[1] for r in c.execute(
+                    "PRAGMA table_info(attack_samples)")]:
+                c.execute("ALTER TABLE attack_samples ADD COLUMN spent INTEGER")
             if version < 4:
                 if "samples" in tables:
                     for old, new in LEGACY_SPLITS.items():

@@ -182,9 +182,11 @@ def test_attack_cli_stores_and_reports(uce, tmp_path, capsys):
     assert store.count("attack_runs") == 1 and store.count("attack_samples") == 1
     sample = store.attack_samples(store.attack_runs()[0]["attack_id"])[0]
     assert (db.parent / sample["image_path"]).is_file() and (db.parent / sample["adversarial_path"]).is_file()
+    assert 1 <= sample["spent"] <= 4  # inversions tried until the concept came back
     assert main(["report", "--db", str(db), "-o", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
     assert "<h2>Attacks</h2>" in html and "latent broke through" in html
+    assert 'id="asr-curves"' in html and 'id="curve-0-0"' in html
 
 
 def test_attack_cli_errors(uce, tmp_path, capsys):

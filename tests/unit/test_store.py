@@ -87,7 +87,7 @@ def test_a_version_0_database_is_migrated(tmp_path):
     conn.close()
 
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert store.run("r1")["state"] == "running"  # completed_at was NULL: a run to resume
     assert list(store.metrics("r1")) == ["forget_acc"]
     (lm,) = store.attacks_on("r1")
@@ -95,6 +95,7 @@ def test_a_version_0_database_is_migrated(tmp_path):
     assert lm["values"]["relearn_recovery"]["value"] == 0.25
     old = store.attack_run("a1")
     assert old is not None and old["asr"] == 1.0 and len(store.attack_samples("a1")) == 1
+    assert store.attack_samples("a1")[0]["spent"] is None  # schema 5's column: unknown in old rows
     store.close()
     again = Store(db)  # opening a migrated database changes nothing
     assert len(again.attack_runs()) == 2 and again.count("attack_values") == 1

@@ -86,7 +86,8 @@ class ConceptArithmetic(Attack):
                 desc = " + ".join(f"{w:+g}*[{p}]" for p, w in zip(prompts, weights)) + f" at scale {scale:g}"
                 if ctx.shows_concept(verdict):
                     return Outcome(target.index, target.prompt, target.seed, False, True, img, verdict, desc,
-                                   note=f"composition {k + 1}")
-            return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, desc)
+                                   note=f"composition {k + 1}", spent=k + 1)
+            return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, desc,
+                           spent=len(cands[:budget]))
 
         return measured(ctx, run)

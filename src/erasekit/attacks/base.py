@@ -12,6 +12,7 @@ what it spent: UNet evaluations (counted per sample), gradient steps and wall ti
 
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +62,28 @@ class Outcome:
     grad_steps: int = 0
     wall_seconds: float = 0.0
     note: str = ""
+    #: the budget this target used, in the attack's unit, up to its success (all of it on failure);
+    #: ``None``: the attack's gradient steps (set so by :func:`run_attack`)
+    spent: int | None = None
+
+
+def asr_curve(outcomes: list[tuple[bool, int | None]], budget: int) -> list[tuple[int, float]]:
+    """ASR had the budget been ``b``, for every ``b`` from 0 to ``budget`` where it changes: from
+    each target's ``(success, spent)``, a target counts once its success came within ``b``
+    (pre-attack successes spent 0). Attacks stop a target at its first success, so this is what
+    the same run with budget ``b`` would have found. ``[(b, asr), ...]``, starting at 0 and ending
+    at ``budget``; empty when a target's spending is unknown (rows stored before schema 5)."""
+    if not outcomes or any(s is None for _, s in outcomes):
+        return []
+    n = len(outcomes)
+    wins = sorted(min(int(s), budget) for ok, s in outcomes if ok)  # type: ignore[arg-type]
+    points, hit = [(0, sum(w <= 0 for w in wins) / n)], 0
+    for b in sorted(set(w for w in wins if w > 0)):
+        hit = sum(w <= b for w in wins)
+        points.append((b, hit / n))
+    if points[-1][0] != budget:
+        points.append((budget, points[-1][1]))
+    return points
 
 
 @dataclass
@@ -82,6 +105,10 @@ class AttackResult:
     @property
     def asr(self) -> float:
         return float(np.mean([o.success for o in self.outcomes]))
+
+    def curve(self) -> list[tuple[int, float]]:
+        """ASR against budget: see :func:`asr_curve`."""
+        return asr_curve([(o.success, o.spent) for o in self.outcomes], self.budget)
 
     def to_json(self) -> dict:
         return {"attack": self.attack, "budget": self.budget, "budget_unit": self.budget_unit, "seed": self.seed,
@@ -204,6 +231,21 @@ class Attack(Registered):
     #: the attack only sends the erased model prompts and looks at its images: no gradients, weights
     #: or sampler internals of it (``tests/integration/test_black_box.py`` enforces it by hooks)
     black_box: ClassVar[bool] = False
+    #: M-ErasureBench's white-box / black-box split (Weng et al., WACV 2026): the threats the attack can be
+    #: restricted to, ``white`` (it optimises or inverts on the erased model) or ``black`` (on the
+    #: unedited model, the result replayed on the erased one); see :meth:`restricted`
+    threats: ClassVar[tuple[str, ...]] = ()
+    #: the restriction in force (``None``: every variant the attack has)
+    threat: str | None = None
+
+    def restricted(self, threat: str) -> "Attack":
+        """A copy of this attack that works only under ``threat`` (``white`` or ``black``)."""
+        if threat not in self.threats:
+            raise UserError(f"attack {self.name!r} cannot be restricted to threat {threat!r}; "
+                            + (f"choose from {', '.join(self.threats)}" if self.threats else "it has no threat variants"))
+        out = copy.copy(self)
+        out.threat = threat
+        return out
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         """Attack one target (its unattacked prompt did not show the concept)."""
@@ -273,7 +315,8 @@ def run_attack(
     for t, img, v in zip(targets, pre_images, pre_verdicts):
         if ctx.shows_concept(v) and not attack_pre_successes:
             outcomes[t.index] = Outcome(t.index, t.prompt, t.seed, True, True, img, v, adversarial_text=t.prompt,
-                                        unet_evals=counter.evals // len(targets), note="pre-attack success")
+                                        unet_evals=counter.evals // len(targets), note="pre-attack success",
+                                        spent=0)
         else:
             todo.append(t)
     gen = torch.Generator().manual_seed(seed)
@@ -284,6 +327,8 @@ def run_attack(
         pre = {t.index: ctx.shows_concept(v) for t, v in zip(targets, pre_verdicts)}
         for o in outcomes.values():  # (with attack_pre_successes, success stays the attack's own)
             o.pre_success = pre[o.index]
+            if o.spent is None:
+                o.spent = o.grad_steps
     ordered = [outcomes[t.index] for t in targets]
     steps = [o.grad_steps for o in ordered]
     return AttackResult(attack.name, budget, attack.budget_unit, seed, ordered, round(time.perf_counter() - t0, 2),
@@ -301,5 +346,6 @@ def measured(ctx: AttackContext, fn) -> Outcome:
     return out
 
 
-__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Outcome", "Target", "attack_names", "get_attack",
+__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Outcome", "Target", "asr_curve", "attack_names",
+           "get_attack",
            "ladder", "run_attack", "measured"]

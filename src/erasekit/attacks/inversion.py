@@ -1,11 +1,15 @@
 """Concept inversion (Pham et al., "Circumventing Concept Erasure", ICLR 2024): textual inversion
 of one new token on images of the concept, through the erased model. The token's input embedding
 replaces a placeholder word in captions of the targets' attributes; the erased weights stay frozen.
+
+Restricted to the ``black`` threat (M-ErasureBench's black-box learned embedding, as ``erasekit
+audit`` runs it), the token is learned on the unedited model and only replayed on the erased one.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -40,6 +44,7 @@ class ConceptInversion(Attack):
     lr = 0.02
     check_every = 25
     shared = True
+    threats = ("white", "black")
 
     def attack_all(self, ctx: AttackContext, targets: list[Target], budget: int, gen: torch.Generator,
                    progress: bool) -> dict[int, Outcome]:
@@ -55,12 +60,14 @@ class ConceptInversion(Attack):
         t0 = time.perf_counter()
         done: dict[int, Outcome] = {}
         last: dict[int, Outcome] = {}
+        learning_model = ctx.unedited if self.threat == "black" else nullcontext  # black-box: learn on the unedited model
         with frozen(pipe.unet, pipe.text_encoder), counter.on(pipe):
             for step in tqdm(range(budget), desc=self.name, disable=not progress):
-                loss = ctx.loss(pipe.unet, x0, states_with_token(pipe, prompts, token), gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                with learning_model():
+                    loss = ctx.loss(pipe.unet, x0, states_with_token(pipe, prompts, token), gen)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
                 if (step + 1) % self.check_every and step + 1 < budget:
                     continue
                 with torch.no_grad():

@@ -9,6 +9,9 @@ target prompt. Variants, in order:
 3. black-box: invert with the unedited model (the attacker never touches the erased one), the
    system samples with its guidance;
 4. black-box with the empty prompt as the inversion condition.
+
+Restricted to one threat (``restricted("white")`` / ``("black")``, as ``erasekit audit`` does), only
+that threat's two variants are tried.
 """
 
 from __future__ import annotations
@@ -56,11 +59,14 @@ class LatentInversion(Attack):
     default_budget = 4
     order = 60
     test_budget = 1
+    threats = ("white", "black")
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         pipe = ctx.pipe
         variants = [("white-box", target.prompt, 1.0), ("white-box", target.prompt, None),
                     ("black-box", target.prompt, None), ("black-box", "", None)]
+        if self.threat is not None:  # restricted (the audit's threat matrix): that threat's two variants
+            variants = [v for v in variants if v[0] == f"{self.threat}-box"]
 
         def run(counter) -> Outcome:
             x0 = to_x0(target.reference)
@@ -75,7 +81,7 @@ class LatentInversion(Attack):
                 img = ctx.generate_embeds(states, target.seed, target.noise, latents=latents, guidance=guidance)
                 verdict = ctx.judge_images(img[None])[0]
                 last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict), img, verdict,
-                               target.prompt, adversarial={"latents": latents},
+                               target.prompt, adversarial={"latents": latents}, spent=k + 1,
                                note=f"{mode}, inverted with {'the prompt' if cond else 'the empty prompt'}, "
                                     f"guidance {ctx.guidance if guidance is None else guidance:g}")
                 if last.success:

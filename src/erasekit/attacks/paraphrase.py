@@ -38,7 +38,8 @@ class Paraphrase(Attack):
                 verdict = ctx.judge_images(img[None])[0]
                 if ctx.shows_concept(verdict):
                     return Outcome(target.index, target.prompt, target.seed, False, True, img, verdict, text,
-                                   note=f"try {k + 1}")
-            return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, text)
+                                   note=f"try {k + 1}", spent=k + 1)
+            return Outcome(target.index, target.prompt, target.seed, False, False, img, verdict, text,
+                           spent=len(tries[:budget]))
 
         return measured(ctx, run)

@@ -152,7 +152,7 @@ class RingABell(Attack):
                 note = (f"generation {generation}: {queries.evals} text-encoder queries "
                         f"(+{self._shared} shared for the concept vector), best distance {scores[tuple(pop[0].tolist())]:.0f}")
                 last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict), img,
-                               verdict, best, note=note)
+                               verdict, best, note=note, spent=len(scores))
                 if last.success or len(scores) == before:  # (a converged population proposes nothing new)
                     break
             assert last is not None

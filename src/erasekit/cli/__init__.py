@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from erasekit.cli import bench, demo, diffusion, lm, sae, testbed
+from erasekit.cli import audit, bench, demo, diffusion, lm, sae, testbed
 from erasekit.cli.args import Parser, UsageError, flag_message, positive
 from erasekit.cli.paths import CREATED, discard_empty_stores
 from erasekit.errors import UserError
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=positive, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for family in (testbed, diffusion, sae, lm, demo, bench):
+    for family in (testbed, diffusion, audit, sae, lm, demo, bench):
         family.add_parsers(sub)
     return parser
 

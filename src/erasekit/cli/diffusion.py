@@ -83,7 +83,7 @@ def run_and_concept(args: argparse.Namespace):
     return erasure, erasure.concept
 
 
-def _prepare(args: argparse.Namespace, erasure, concept):
+def prepare_run(args: argparse.Namespace, erasure, concept):
     """For the run's erasure and concept (from :func:`run_and_concept`): the erasure to use
     (``None`` with ``--baseline``), the store, pipeline, judge and run name."""
     from erasekit.domain import domain_of
@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                      batch=args.batch)
     erasure, concept = run_and_concept(args)  # check the metrics before a database or model is opened
     resolve_metrics(args.metrics, available(True, domain_of(concept), None if args.baseline else erasure))
-    erasure, store, pipe, judge, name = _prepare(args, erasure, concept)
+    erasure, store, pipe, judge, name = prepare_run(args, erasure, concept)
     result = evaluate(store, pipe, judge, concept, cfg, erasure, A.run_folder(args, erasure),
                       metrics=args.metrics, force=args.force, progress=not args.json, name=name)
     if args.json:
@@ -147,7 +147,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if concept.family is None:
         raise UsageError(f"attack {args.attack} needs reference images of the concept and a domain's judge, which "
                          f"the run's concept {concept.name!r} (a user concept) lacks; attack a built-in concept")
-    erasure, store, pipe, judge, name = _prepare(args, erasure, concept)
+    erasure, store, pipe, judge, name = prepare_run(args, erasure, concept)
     result = attack(store, pipe, judge, concept, args.attack, args.budget, erasure,
                     A.run_folder(args, erasure), args.prompts, tuple(args.seeds), args.seed, args.steps,
                     args.guidance, args.force, progress=not args.json, name=name)
