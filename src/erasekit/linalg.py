@@ -1,4 +1,4 @@
-"""Shared closed-form math (UCE, RECE, and the closed-form attacks), computed in float64.
+"""Shared closed-form math (UCE, RECE, and the closed-form attacks) and gradient surgery, computed in float64.
 
 Row convention: a set of ``n`` key vectors of width ``d`` is a ``(n, d)`` tensor ``C``, so
 ``sum_i c_i c_i^T = C^T C``. A projection ``W`` is ``(out, d)``.
@@ -132,6 +132,34 @@ def orthogonal_to_span(g: torch.Tensor, basis: list[torch.Tensor], tol: float = 
     q = q[:, keep]
     g64 = _f64(g)
     return (g64 - q @ (q.T @ g64)).to(g.dtype)
+
+
+def conflict_projection(g_u: torch.Tensor, g_r: torch.Tensor, lam: float = 1.0, *,
+                        scale_by_norm: bool = False) -> torch.Tensor:
+    """The unlearning gradient ``g_u`` with its conflict with the retention gradient ``g_r`` reduced.
+
+    DoCo's concept-preserving gradient (Wu et al., AAAI 2025), per parameter tensor: with unit
+    vectors ``u = g_u/|g_u|`` and ``r = g_r/|g_r|``, if ``<u, r> < 0`` then
+    ``g_u <- g_u - lam <u, r> r``; otherwise ``g_u`` is returned unchanged. This is the rule of both
+    public reimplementations (fmp453/erase-eval, CUIG): the correction has length ``lam |cos|``
+    whatever ``|g_u|``, so after clipping the gradient norm to 1, ``lam = 1`` leaves ``<g_u, g_r> >= 0``.
+    ``scale_by_norm`` multiplies the correction by ``|g_u|``, which with ``lam = 1`` is PCGrad's
+    projection onto the normal plane of ``g_r`` (Yu et al. 2020). Either way the part of ``g_u``
+    orthogonal to ``g_r`` is kept, and ``<g_u, g_r>`` never decreases for ``lam >= 0``. (The codes add
+    1e-8 to the norms; here a zero gradient is returned unchanged instead.)
+    """
+    if lam < 0:
+        raise UserError(f"lam: must be >= 0, got {lam}")
+    u, r = _f64(g_u).flatten(), _f64(g_r).flatten()
+    u_norm, r_norm = u.norm(), r.norm()
+    if u_norm == 0 or r_norm == 0:  # nothing to correct, or nothing to protect
+        return g_u
+    r_hat = r / r_norm
+    cos = (u @ r_hat) / u_norm
+    if cos >= 0:
+        return g_u
+    step = lam * cos * (u_norm if scale_by_norm else 1.0)
+    return (u - step * r_hat).reshape(g_u.shape).to(g_u.dtype)
 
 
 def saliency_mask(grads: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:

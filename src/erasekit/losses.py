@@ -53,6 +53,27 @@ def noised_batch(scheduler, x0: torch.Tensor, batch: int,
     return idx, scheduler.add_noise(x0[idx], noise, t), t
 
 
+def predicted_x0(scheduler, x_t: torch.Tensor, timesteps: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """The clean sample a prediction implies at per-sample ``timesteps``: the ``pred_original_sample``
+    of a DDPM/DDIM step, for the scheduler's ``prediction_type`` and with its ``clip_sample``, batched.
+    DoCo's discriminator reads it (Wu et al. 2025)."""
+    shape = (-1,) + (1,) * (x_t.ndim - 1)
+    a = scheduler.alphas_cumprod.to(x_t.device, x_t.dtype)[timesteps.to(x_t.device)].reshape(shape)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        x0 = (x_t - (1 - a).sqrt() * pred) / a.sqrt()
+    elif kind == "v_prediction":
+        x0 = a.sqrt() * x_t - (1 - a).sqrt() * pred
+    elif kind == "sample":
+        x0 = pred
+    else:
+        raise ValueError(f"unsupported prediction_type {kind!r}")
+    if scheduler.config.get("clip_sample", False):
+        limit = scheduler.config.get("clip_sample_range", 1.0)
+        x0 = x0.clamp(-limit, limit)
+    return x0
+
+
 def denoising_loss(
     unet: torch.nn.Module,
     scheduler,

@@ -1,7 +1,9 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from erasekit.linalg import closed_form_embedding, edit_weight, saliency_mask, uce_right_factor
+from erasekit.linalg import closed_form_embedding, conflict_projection, edit_weight, saliency_mask, uce_right_factor
 
 
 def _data(seed=0, d=24, out=16):
@@ -66,3 +68,50 @@ def test_saliency_mask_keeps_the_largest_gradients_over_all_tensors():
     assert all(m.all() for m in saliency_mask(grads, 1.0).values())
     with pytest.raises(ValueError, match="fraction"):
         saliency_mask(grads, 1.5)
+
+
+def _pair(seed: int, n: int, conflict: bool | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two random float64 gradients of ``n`` entries; with ``conflict`` set, ``g_u``'s sign is chosen so
+    that ``<g_u, g_r>`` is negative (True) or positive (False)."""
+    gen = torch.Generator().manual_seed(seed)
+    g_u, g_r = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    if conflict is not None and bool((g_u @ g_r < 0) != conflict):
+        g_u = -g_u
+    return g_u, g_r
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 40), st.floats(0, 3), st.floats(1e-3, 1.0))
+def test_conflict_projection_only_ever_reduces_the_conflict(seed, n, lam, norm):
+    g_u, g_r = _pair(seed, n, conflict=True)
+    g_u = norm * g_u / g_u.norm()  # after clipping to norm 1, as DoCo does
+    out = conflict_projection(g_u, g_r, lam)
+    assert out @ g_r >= g_u @ g_r - 1e-12  # the conflict is never made worse
+    r = g_r / g_r.norm()
+    torch.testing.assert_close(out - (out @ r) * r, g_u - (g_u @ r) * r)  # the part orthogonal to g_r is kept
+    # DoCo's rule: the correction is lam |cos| along g_r whatever |g_u| ...
+    cos = (g_u / g_u.norm()) @ r
+    torch.testing.assert_close(out, g_u - lam * cos * r)
+    if lam == 1.0 or lam >= norm:  # ... so with |g_u| <= lam (lam 1 after clipping) no conflict is left
+        assert out @ g_r >= -1e-10
+    # scaled by |g_u|, lam 1 is PCGrad: exactly orthogonal to g_r
+    pc = conflict_projection(g_u, g_r, 1.0, scale_by_norm=True)
+    assert abs(float(pc @ r)) < 1e-10
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 40), st.floats(0, 3), st.booleans())
+def test_conflict_projection_leaves_agreeing_gradients_unchanged(seed, n, lam, scale_by_norm):
+    g_u, g_r = _pair(seed, n, conflict=False)
+    assert torch.equal(conflict_projection(g_u, g_r, lam, scale_by_norm=scale_by_norm), g_u)
+    zero = torch.zeros_like(g_r)  # no retention gradient: nothing to protect
+    assert torch.equal(conflict_projection(g_u, zero, lam), g_u)
+
+
+def test_conflict_projection_works_per_tensor_shape_and_dtype():
+    g_u, g_r = _pair(3, 12, conflict=True)
+    out = conflict_projection(g_u.reshape(3, 4).float(), g_r.reshape(3, 4).float(), 1.0)
+    assert out.shape == (3, 4) and out.dtype == torch.float32
+    torch.testing.assert_close(out.flatten().double(), conflict_projection(g_u, g_r, 1.0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="lam"):
+        conflict_projection(g_u, g_r, -1.0)

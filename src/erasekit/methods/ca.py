@@ -62,6 +62,20 @@ class CAConfig(MethodConfig):
         check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
+def anchor_images(pipe: DiffusionPipeline, concept: Concept, n: int, guidance: float, ddim_steps: int,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module, torch.Tensor]:
+    """``n`` random erase prompts' states, their guide (anchor) prompts' states, a frozen copy of the
+    UNet, and the frozen model's images of the anchor prompts (DDIM with CFG): CA's and DoCo's data."""
+    targets, anchors = concept.erase_prompts(), concept.guide_prompts()
+    pick = torch.randint(len(anchors), (n,), generator=gen).tolist()
+    t_states, a_states = encode(pipe, [targets[i] for i in pick]).states, encode(pipe, [anchors[i] for i in pick]).states
+    uncond = encode(pipe, [""]).states
+    frozen = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(ddim_steps)
+    return t_states, a_states, frozen, ddim_cfg(frozen, scheduler, a_states, uncond, guidance, latent_shape(pipe), gen)
+
+
 @METHODS.register("ca")
 class ConceptAblation(Method):
     """CA: match the concept's prediction to the anchor's on anchor images (Kumari et al. 2023)."""
@@ -73,16 +87,10 @@ class ConceptAblation(Method):
     def fit(self, pipe: DiffusionPipeline, concept: Concept, config: MethodConfig, progress: bool = True) -> Erasure:
         assert isinstance(config, CAConfig)
         base_fp = fingerprint(pipe)
-        targets, anchors = concept.erase_prompts(), concept.guide_prompts()
         gen = torch.Generator().manual_seed(config.seed)
-        pick = torch.randint(len(anchors), (config.n_anchor_images,), generator=gen).tolist()
-        t_states, a_states = encode(pipe, [targets[i] for i in pick]).states, encode(pipe, [anchors[i] for i in pick]).states
-        uncond = encode(pipe, [""]).states
+        t_states, a_states, frozen, x0 = anchor_images(pipe, concept, config.n_anchor_images, config.guidance,
+                                                       config.ddim_steps, gen)
         unet = pipe.unet
-        frozen = copy.deepcopy(unet).requires_grad_(False).eval()
-        scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        scheduler.set_timesteps(config.ddim_steps)
-        x0 = ddim_cfg(frozen, scheduler, a_states, uncond, config.guidance, latent_shape(pipe), gen)  # anchor images
         params = group_parameters(pipe, self.group)
         opt = torch.optim.Adam(list(params.values()), lr=config.lr)
         with restored(params):  # the pipeline comes back as it was; the artifact carries the change
