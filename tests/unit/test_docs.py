@@ -56,3 +56,13 @@ def test_cli_reference_matches_the_parser(monkeypatch):
     assert len(leaves) >= 20
     for sp in leaves:
         assert sp.format_usage().strip() in doc, sp.prog
+
+
+def test_readme_names_every_built_in_method_and_attack():
+    from erasekit.attacks import ATTACKS
+    from erasekit.erasure import METHODS
+
+    text = (ROOT / "README.md").read_text()
+    for registry in (METHODS, ATTACKS):
+        built_in = [n for n in registry.names() if registry.get(n).__module__.startswith("erasekit.")]
+        assert built_in and [n for n in built_in if f"`{n}`" not in text] == [], registry
