@@ -34,16 +34,17 @@ through IP-Adapter, ``ip-adapter_sd15.bin``). Inferred here:
 - *Scale*: the paper trains SD-1.4 for 1,000-1,500 steps at lr 1e-5 on 100-200 images, ``noxattn``
   or ``full``; on the 2M-parameter testbed the stages use ESD's testbed defaults (``esd-x``, lr
   5e-4, 200 text steps) and ``image_iterations`` steps on ``n_images`` images, chosen on ``heart``
-  (docs/results.md). A fit with the defaults takes about 4 minutes at one thread.
+  (docs/results.md). A fit with the defaults took 453 s on ``heart`` at one thread, niced, on a
+  shared two-core machine (about half of it the ESD stage), under the 10-minute budget.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ from tqdm.auto import tqdm
 
 from erasekit.artifact import restored
 from erasekit.attacks.inversion import PLACEHOLDER, states_with_token
-from erasekit.attention import cross_attentions
+from erasekit.attention import attention_output, cross_attention_processors
 from erasekit.concepts import Concept, fill
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check, get_method
 from erasekit.losses import denoising_loss, esd_target
@@ -146,27 +147,13 @@ class DecoupledProcessor:
             return attn.batch_to_head_dim(torch.bmm(attn.get_attention_scores(query, key, None), value))
 
         out = branch(context[:, : -self.n_image]) + self.scale * branch(context[:, -self.n_image :])
-        out = attn.to_out[1](attn.to_out[0](out))
-        if len(shape) == 4:
-            out = out.transpose(1, 2).reshape(shape)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return attention_output(attn, out, residual, shape)
 
 
-@contextmanager
-def image_prompted(unet: torch.nn.Module, n_image: int, scale: float) -> Iterator[None]:
+def image_prompted(unet: torch.nn.Module, n_image: int, scale: float) -> AbstractContextManager[None]:
     """Every cross-attention of ``unet`` decoupled for ``n_image`` trailing image tokens while the
     block runs; the UNet's own processors come back afterwards, also on error."""
-    modules = cross_attentions(unet)
-    saved = {name: m.processor for name, m in modules.items()}
-    try:
-        for m in modules.values():
-            m.set_processor(DecoupledProcessor(n_image, scale))
-        yield
-    finally:
-        for name, m in modules.items():
-            m.set_processor(saved[name])
+    return cross_attention_processors(unet, lambda name: DecoupledProcessor(n_image, scale))
 
 
 def prompt_captions(concept: Concept) -> list[tuple[str, str]]:
