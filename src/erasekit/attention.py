@@ -9,7 +9,7 @@ loss and the cross-attention masks are built on them.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -38,13 +38,33 @@ class RecordingProcessor:
         value = attn.head_to_batch_dim(attn.to_v(context))
         probs = attn.get_attention_scores(query, key, None)  # (B * heads, pixels, tokens)
         self.store.setdefault(self.name, []).append(probs.reshape(batch, -1, *probs.shape[1:]))
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
-        out = attn.to_out[1](attn.to_out[0](out))
-        if len(shape) == 4:
-            out = out.transpose(1, 2).reshape(shape)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return attention_output(attn, attn.batch_to_head_dim(torch.bmm(probs, value)), residual, shape)
+
+
+def attention_output(attn: Any, out: torch.Tensor, residual: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The end of diffusers' attention processor: the output projection, the input's layout
+    (``shape``), the residual where the block has one, the output rescale."""
+    out = attn.to_out[1](attn.to_out[0](out))
+    if len(shape) == 4:
+        out = out.transpose(1, 2).reshape(shape)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
+
+
+@contextmanager
+def cross_attention_processors(unet: torch.nn.Module, make: Callable[[str], Any]) -> Iterator[None]:
+    """Every cross-attention of ``unet`` runs ``make(name)``'s processor while the block runs; the
+    UNet's own processors come back afterwards, also on error."""
+    modules = cross_attentions(unet)
+    saved = {name: m.processor for name, m in modules.items()}
+    try:
+        for name, m in modules.items():
+            m.set_processor(make(name))
+        yield
+    finally:
+        for name, m in modules.items():
+            m.set_processor(saved[name])
 
 
 @contextmanager
@@ -52,15 +72,8 @@ def recorded_cross_attention(unet: torch.nn.Module) -> Iterator[dict[str, list[t
     """Record every cross-attention call's probabilities while the block runs (one list entry per
     UNet call); the UNet's processors are restored afterwards, also on error."""
     store: dict[str, list[torch.Tensor]] = {}
-    modules = cross_attentions(unet)
-    saved = {name: m.processor for name, m in modules.items()}
-    try:
-        for name, m in modules.items():
-            m.set_processor(RecordingProcessor(name, store))
+    with cross_attention_processors(unet, lambda name: RecordingProcessor(name, store)):
         yield store
-    finally:
-        for name, m in modules.items():
-            m.set_processor(saved[name])
 
 
 def token_mass(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

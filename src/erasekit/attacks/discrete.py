@@ -28,6 +28,14 @@ def whole_words(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i, x in enumerate(ids) if x == [i] and i not in special])
 
 
+def mask_kwargs(pipe, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The attention mask as the text encoder takes it where the pipeline conditions with one (the
+    testbed's BERT; CLIP with ``use_attention_mask``), else nothing."""
+    encoder = pipe.text_encoder
+    uses_mask = hasattr(pipe, "encode_text") or getattr(encoder.config, "use_attention_mask", False)
+    return {"attention_mask": mask.to(encoder.device)} if uses_mask else {}
+
+
 def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str | list[str]) -> torch.Tensor:
     """Encoder states for ``[CLS] prefix prompt [SEP]`` where ``prefix`` are input embeddings ``(k, D)``,
     with gradients; one row per prompt. The prompt is tokenized as the pipeline conditions its UNet
@@ -42,8 +50,7 @@ def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str | list[str]) -> to
     ids = torch.cat([ids[:, :1], torch.zeros(n, k, dtype=ids.dtype), ids[:, 1:]], 1)  # placeholders, replaced below
     mask = torch.cat([mask[:, :1], torch.ones(n, k, dtype=mask.dtype), mask[:, 1:]], 1)
     encoder = pipe.text_encoder
-    uses_mask = hasattr(pipe, "encode_text") or getattr(encoder.config, "use_attention_mask", False)
-    kwargs = {"attention_mask": mask.to(encoder.device)} if uses_mask else {}
+    kwargs = mask_kwargs(pipe, mask)
 
     def insert(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
         return torch.cat([out[:, :1], prefix.to(out).expand(n, -1, -1), out[:, 1 + k :]], 1)

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target
+from erasekit.attacks.discrete import mask_kwargs
 from erasekit.attacks.embedding import frozen, to_x0
 from erasekit.pipelines import max_length
 
@@ -21,14 +22,23 @@ PLACEHOLDER = "object"  # the word whose embedding the learned token replaces (a
 
 
 def states_with_token(pipe, prompts: list[str], token: torch.Tensor) -> torch.Tensor:
-    """Encoder states of ``prompts`` with every PLACEHOLDER token's input embedding set to ``token``."""
+    """Encoder states of ``prompts`` with every PLACEHOLDER token's input embedding set to ``token``
+    (``(d,)``, or one row per prompt, ``(n, 1, d)``), with gradients."""
     tok = pipe.tokenizer(prompts, padding="max_length", max_length=max_length(pipe), truncation=True,
                          return_tensors="pt")
     place = pipe.tokenizer.convert_tokens_to_ids(PLACEHOLDER)
-    emb = pipe.text_encoder.get_input_embeddings()(tok.input_ids)
     where = (tok.input_ids == place).unsqueeze(-1)
-    emb = torch.where(where, token.expand_as(emb), emb)
-    return pipe.text_encoder(inputs_embeds=emb, attention_mask=tok.attention_mask).last_hidden_state
+    encoder = pipe.text_encoder
+
+    def swap(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return torch.where(where.to(out.device), token.to(out).expand_as(out), out)
+
+    # through a hook on the token-embedding layer, which BERT (the testbed) and CLIP (Stable Diffusion) both have
+    handle = encoder.get_input_embeddings().register_forward_hook(swap)
+    try:
+        return encoder(input_ids=tok.input_ids.to(encoder.device), **mask_kwargs(pipe, tok.attention_mask))[0]
+    finally:
+        handle.remove()
 
 
 @ATTACKS.register("inversion")
