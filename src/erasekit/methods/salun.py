@@ -42,7 +42,7 @@ from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import saliency_mask
 from erasekit.losses import denoising_loss, noised_batch
 from erasekit.methods.esd import latent_shape
-from erasekit.pipelines import encode, fingerprint, group_parameters, training
+from erasekit.pipelines import encode, fingerprint, group_parameters, masked_gradients, summed_gradients, training
 from erasekit.sampling import ddim_cfg
 
 PSEUDO = ("guide", "preserve")
@@ -84,17 +84,11 @@ class SalUnConfig(MethodConfig):
 def forget_gradients(unet: torch.nn.Module, scheduler, params: dict[str, torch.nn.Parameter], x0: torch.Tensor,
                      states: torch.Tensor, batch: int, batches: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """The gradient of the denoising loss on ``x0`` under ``states``, summed over ``batches`` random batches."""
-    grads = {k: torch.zeros_like(p) for k, p in params.items()}
-    with training(unet, params.values()):
-        for _ in range(batches):
-            idx = torch.randint(len(x0), (batch,), generator=gen).to(x0.device)
-            unet.zero_grad(set_to_none=True)
-            denoising_loss(unet, scheduler, x0[idx], states[idx], gen).backward()
-            for k, p in params.items():
-                if p.grad is not None:
-                    grads[k] += p.grad
-        unet.zero_grad(set_to_none=True)
-    return grads
+    def loss() -> torch.Tensor:
+        idx = torch.randint(len(x0), (batch,), generator=gen).to(x0.device)
+        return denoising_loss(unet, scheduler, x0[idx], states[idx], gen)
+
+    return summed_gradients(unet, params, loss, batches)
 
 
 @METHODS.register("salun")
@@ -144,9 +138,7 @@ class SalUn(Method):
                         loss = loss + config.alpha * denoising_loss(unet, pipe.scheduler, x_r[r_idx], r_states[r_idx], gen)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    for k, p in salient.items():  # only the salient entries move
-                        if p.grad is not None:
-                            p.grad.mul_(mask[k])
+                    masked_gradients(salient, mask)  # only the salient entries move
                     opt.step()
             tensors = {k: p.detach().clone() for k, p in salient.items()}
         n_salient = sum(int(m.sum()) for m in mask.values())
