@@ -135,14 +135,6 @@ def summed_gradients(module: torch.nn.Module, params: dict[str, torch.nn.Paramet
     return grads
 
 
-def masked_gradients(params: dict[str, torch.nn.Parameter], mask: dict[str, torch.Tensor]) -> None:
-    """Zero the gradient outside ``mask`` before an optimiser step, so only the masked entries move
-    (Adam's step is zero where a gradient was always zero)."""
-    for k, p in params.items():
-        if p.grad is not None:
-            p.grad.mul_(mask[k])
-
-
 @dataclass(frozen=True)
 class Encoded:
     """Token states ``(N, L, D)`` and the number of real (non-padding) tokens of each prompt."""

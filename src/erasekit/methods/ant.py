@@ -48,16 +48,15 @@ from functools import partial
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
-from tqdm.auto import tqdm
 
-from erasekit.artifact import restored
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.errors import UserError
 from erasekit.linalg import saliency_mask
 from erasekit.losses import guided_regime_loss
 from erasekit.methods.esd import latent_shape, sample_xt
-from erasekit.pipelines import encode, fingerprint, group_parameters, masked_gradients, summed_gradients, training
+from erasekit.methods.salun import train_salient
+from erasekit.pipelines import encode, fingerprint, group_parameters, summed_gradients
 
 KEEP = ("early", "late")
 
@@ -161,19 +160,12 @@ class ANT(Method):
             grads = summed_gradients(unet, params, draw, config.mask_batches)
             top = saliency_mask(grads, config.threshold)
             mask = {k: top[k] & mask[k] for k in top} if mask else top
-        salient = {k: p for k, p in params.items() if bool(mask[k].any())}
-        if not salient:  # the views share no entry: nothing to train
+        if not any(bool(m.any()) for m in mask.values()):  # the views share no entry: nothing to train
             raise UserError("ant: the saliency maps' intersection is empty; raise threshold or lower mask_views")
-        opt = torch.optim.Adam(list(salient.values()), lr=config.lr)
-        with restored(salient):  # the pipeline comes back as it was; the artifact carries the change
-            with training(unet, salient.values()):
-                for _ in tqdm(range(config.iterations), desc="ant", disable=not progress):
-                    k = int(torch.randint(len(conds), (1,), generator=gen))
-                    loss = ant_loss(unet, frozen, sampler, conds[k : k + 1], uncond, config, shape, gen)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    masked_gradients(salient, mask)  # only the salient entries move
-                    opt.step()
-            tensors = {k: p.detach().clone() for k, p in salient.items()}
-        n_salient = sum(int(m.sum()) for m in mask.values())
+
+        def loss() -> torch.Tensor:
+            k = int(torch.randint(len(conds), (1,), generator=gen))
+            return ant_loss(unet, frozen, sampler, conds[k : k + 1], uncond, config, shape, gen)
+
+        tensors, n_salient = train_salient(unet, params, mask, loss, config.iterations, config.lr, self.name, progress)
         return Erasure(self.name, config, concept, base_fp, tensors, {"salient_entries": n_salient})
