@@ -21,6 +21,27 @@ def esd_target(
     return (anchor - eta * (pred_concept - pred_uncond)).detach()
 
 
+def guided_regime_loss(
+    pred_concept: torch.Tensor,
+    pred_uncond: torch.Tensor,
+    frozen_concept: torch.Tensor,
+    frozen_uncond: torch.Tensor,
+    eta: float,
+    uncond_weight: float,
+) -> torch.Tensor:
+    """``|e(x_t, c) - esd_target|^2 + w |e(x_t) - e0(x_t)|^2``: the concept prediction pulled to
+    ESD's guided target, the unconditional prediction held to the frozen model's (its ``L_0``).
+
+    One regime of ANT's trajectory-aware loss (Li, Lu, Ren, Kong, ACM MM 2025): ``eta > 0`` is the
+    reversed guidance of the erased steps (``L^-``), ``eta < 0`` the kept score field
+    ``e0(0) + |eta| (e0(c) - e0(0))`` of the kept ones (``L^+``; ``e0(c)`` itself at ``|eta| = 1``).
+    """
+    loss = torch.nn.functional.mse_loss(pred_concept, esd_target(frozen_concept, frozen_uncond, eta))
+    if uncond_weight:
+        loss = loss + uncond_weight * torch.nn.functional.mse_loss(pred_uncond, frozen_uncond.detach())
+    return loss
+
+
 def model_prediction(
     unet: torch.nn.Module,
     x_t: torch.Tensor,

@@ -22,7 +22,7 @@ GROUPS: dict[str, str] = {
     "xattn": "every UNet cross-attention parameter (attn2.*): ESD-x",
     "unet_non_xattn": "UNet parameters outside cross-attention and the time embedding: ESD-u",
     "attn": "every UNet attention parameter (attn1.*, attn2.*): TRCE (K/V in closed form, then attn1 and attn2.to_q)",
-    "unet": "every UNet parameter: SalUn (which then updates only the salient entries)",
+    "unet": "every UNet parameter: SalUn and ANT (which then update only the salient entries)",
     "text_encoder": "every text-encoder parameter: AdvUnlearn-style methods",
 }
 
@@ -117,6 +117,22 @@ def training(module: torch.nn.Module, params: Iterable[torch.nn.Parameter]) -> I
             p.requires_grad_(True)
         module.train()
         yield
+
+
+def summed_gradients(module: torch.nn.Module, params: dict[str, torch.nn.Parameter],
+                     loss: Callable[[], torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """The gradient of ``loss()`` (each call drawing its own batch) with respect to ``params``, summed
+    over ``n`` calls, with only ``params`` training: the saliency gradients of SalUn and ANT."""
+    grads = {k: torch.zeros_like(p) for k, p in params.items()}
+    with training(module, params.values()):
+        for _ in range(n):
+            module.zero_grad(set_to_none=True)
+            loss().backward()
+            for k, p in params.items():
+                if p.grad is not None:
+                    grads[k] += p.grad
+        module.zero_grad(set_to_none=True)
+    return grads
 
 
 @dataclass(frozen=True)

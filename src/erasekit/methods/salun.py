@@ -29,6 +29,7 @@ testbed's defaults (the paper's threshold and ``alpha``; 200 steps at lr 1e-4, b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +43,7 @@ from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import saliency_mask
 from erasekit.losses import denoising_loss, noised_batch
 from erasekit.methods.esd import latent_shape
-from erasekit.pipelines import encode, fingerprint, group_parameters, training
+from erasekit.pipelines import encode, fingerprint, group_parameters, summed_gradients, training
 from erasekit.sampling import ddim_cfg
 
 PSEUDO = ("guide", "preserve")
@@ -84,17 +85,34 @@ class SalUnConfig(MethodConfig):
 def forget_gradients(unet: torch.nn.Module, scheduler, params: dict[str, torch.nn.Parameter], x0: torch.Tensor,
                      states: torch.Tensor, batch: int, batches: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """The gradient of the denoising loss on ``x0`` under ``states``, summed over ``batches`` random batches."""
-    grads = {k: torch.zeros_like(p) for k, p in params.items()}
-    with training(unet, params.values()):
-        for _ in range(batches):
-            idx = torch.randint(len(x0), (batch,), generator=gen).to(x0.device)
-            unet.zero_grad(set_to_none=True)
-            denoising_loss(unet, scheduler, x0[idx], states[idx], gen).backward()
-            for k, p in params.items():
-                if p.grad is not None:
-                    grads[k] += p.grad
-        unet.zero_grad(set_to_none=True)
-    return grads
+    def loss() -> torch.Tensor:
+        idx = torch.randint(len(x0), (batch,), generator=gen).to(x0.device)
+        return denoising_loss(unet, scheduler, x0[idx], states[idx], gen)
+
+    return summed_gradients(unet, params, loss, batches)
+
+
+def train_salient(unet: torch.nn.Module, params: dict[str, torch.nn.Parameter], mask: dict[str, torch.Tensor],
+                  loss: Callable[[], torch.Tensor], iterations: int, lr: float, desc: str,
+                  progress: bool = True) -> tuple[dict[str, torch.Tensor], int]:
+    """Adam on ``loss()`` (each call drawing its own batch) for ``iterations`` steps, with gradients
+    zeroed outside ``mask`` so only its entries move (Adam's step is zero where a gradient was always
+    zero). Returns the trained values of the tensors with a masked entry, and the number of masked
+    entries; ``params`` keep their values (the artifact carries the change). SalUn's and ANT's loop."""
+    salient = {k: p for k, p in params.items() if bool(mask[k].any())}
+    opt = torch.optim.Adam(list(salient.values()), lr=lr)
+    with restored(salient):
+        with training(unet, salient.values()):
+            for _ in tqdm(range(iterations), desc=desc, disable=not progress):
+                out = loss()
+                opt.zero_grad(set_to_none=True)
+                out.backward()
+                for k, p in salient.items():
+                    if p.grad is not None:
+                        p.grad.mul_(mask[k])
+                opt.step()
+        tensors = {k: p.detach().clone() for k, p in salient.items()}
+    return tensors, sum(int(m.sum()) for m in mask.values())
 
 
 @METHODS.register("salun")
@@ -130,24 +148,16 @@ class SalUn(Method):
         params = group_parameters(pipe, self.group)
         grads = forget_gradients(unet, pipe.scheduler, params, x_f, f_states, config.batch, config.mask_batches, gen)
         mask = saliency_mask(grads, config.threshold)
-        salient = {k: p for k, p in params.items() if bool(mask[k].any())}
-        opt = torch.optim.Adam(list(salient.values()), lr=config.lr)
-        with restored(salient):  # the pipeline comes back as it was; the artifact carries the change
-            with training(unet, salient.values()):
-                for _ in tqdm(range(config.iterations), desc="salun", disable=not progress):
-                    idx, x_t, t = noised_batch(pipe.scheduler, x_f, config.batch, gen)
-                    with torch.no_grad():  # the pseudo label: the model's own prediction, stop-gradient
-                        target = unet(x_t, t, encoder_hidden_states=p_states[idx]).sample
-                    loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=f_states[idx]).sample, target)
-                    if config.alpha > 0:
-                        r_idx = torch.randint(len(x_r), (config.batch,), generator=gen).to(x_r.device)
-                        loss = loss + config.alpha * denoising_loss(unet, pipe.scheduler, x_r[r_idx], r_states[r_idx], gen)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    for k, p in salient.items():  # only the salient entries move
-                        if p.grad is not None:
-                            p.grad.mul_(mask[k])
-                    opt.step()
-            tensors = {k: p.detach().clone() for k, p in salient.items()}
-        n_salient = sum(int(m.sum()) for m in mask.values())
+
+        def loss() -> torch.Tensor:
+            idx, x_t, t = noised_batch(pipe.scheduler, x_f, config.batch, gen)
+            with torch.no_grad():  # the pseudo label: the model's own prediction, stop-gradient
+                target = unet(x_t, t, encoder_hidden_states=p_states[idx]).sample
+            out = F.mse_loss(unet(x_t, t, encoder_hidden_states=f_states[idx]).sample, target)
+            if config.alpha > 0:
+                r_idx = torch.randint(len(x_r), (config.batch,), generator=gen).to(x_r.device)
+                out = out + config.alpha * denoising_loss(unet, pipe.scheduler, x_r[r_idx], r_states[r_idx], gen)
+            return out
+
+        tensors, n_salient = train_salient(unet, params, mask, loss, config.iterations, config.lr, self.name, progress)
         return Erasure(self.name, config, concept, base_fp, tensors, {"salient_entries": n_salient})
