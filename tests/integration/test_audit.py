@@ -91,6 +91,8 @@ def test_restricting_an_attack_without_threat_variants_is_refused():
     with pytest.raises(UserError, match="choose from white, black"):
         get_attack("latent").restricted("grey")
     assert get_attack("latent").threat is None  # a restriction is a copy
+    assert get_attack("latent").restricted("white").budget_unit == "inversions tried (of 2)"
+    assert get_attack("latent").budget_unit == "inversions tried (of 4)"
 
 
 def test_audit_cli_prints_the_matrix_and_the_report_shows_it(matrix, heart_uce, tmp_path, capsys):

@@ -61,6 +61,11 @@ class LatentInversion(Attack):
     test_budget = 1
     threats = ("white", "black")
 
+    def restricted(self, threat: str) -> "LatentInversion":
+        out = super().restricted(threat)
+        out.budget_unit = "inversions tried (of 2)"  # type: ignore[misc]  # that threat's two variants
+        return out  # type: ignore[return-value]
+
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         pipe = ctx.pipe
         variants = [("white-box", target.prompt, 1.0), ("white-box", target.prompt, None),
