@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from erasekit.attacks.base import asr_curve
 from erasekit.audit import COLUMNS, stored_matrices
 from erasekit.bench.page import leaderboard_html
 from erasekit.bench.rows import benches
 from erasekit.concepts import SPLITS
 from erasekit.files import atomic_write_bytes
 from erasekit.metrics.base import report_columns
-from erasekit.attacks.base import asr_curve
 from erasekit.plots import curves_svg, scatter_svg
 from erasekit.provenance import utc_now
 from erasekit.store import Store

@@ -77,10 +77,7 @@ def asr_curve(outcomes: list[tuple[bool, int | None]], budget: int) -> list[tupl
         return []
     n = len(outcomes)
     wins = sorted(min(int(s), budget) for ok, s in outcomes if ok)  # type: ignore[arg-type]
-    points, hit = [(0, sum(w <= 0 for w in wins) / n)], 0
-    for b in sorted(set(w for w in wins if w > 0)):
-        hit = sum(w <= b for w in wins)
-        points.append((b, hit / n))
+    points = [(b, sum(w <= b for w in wins) / n) for b in sorted({0, *wins})]
     if points[-1][0] != budget:
         points.append((budget, points[-1][1]))
     return points
@@ -105,10 +102,6 @@ class AttackResult:
     @property
     def asr(self) -> float:
         return float(np.mean([o.success for o in self.outcomes]))
-
-    def curve(self) -> list[tuple[int, float]]:
-        """ASR against budget: see :func:`asr_curve`."""
-        return asr_curve([(o.success, o.spent) for o in self.outcomes], self.budget)
 
     def to_json(self) -> dict:
         return {"attack": self.attack, "budget": self.budget, "budget_unit": self.budget_unit, "seed": self.seed,
