@@ -144,15 +144,20 @@ def test_demo_spec_attacks_each_erasure_white_box():
     assert spec.attacks and all(get_attack(a.attack).threat_model.startswith("white-box") for a in spec.attacks)
 
 
-def test_threads_share_the_cores_among_busy_workers():
-    import os
+def test_threads_share_the_thread_budget_among_busy_workers():
+    import torch
 
     from erasekit.bench.runner import threads_per_worker
 
-    cores = os.cpu_count() or 1
-    assert threads_per_worker(1) == cores and threads_per_worker(2 * cores) == 1
-    assert threads_per_worker(cores, cells=1) == cores  # one cell left: it gets every core
-    assert threads_per_worker(2, cells=2) == threads_per_worker(2) == max(1, cores // 2)
+    before = torch.get_num_threads()
+    try:
+        for cores in (1, 2, 4):  # the budget `erasekit --threads N` (or $ERASEKIT_THREADS) gives torch
+            torch.set_num_threads(cores)
+            assert threads_per_worker(1) == cores and threads_per_worker(2 * cores) == 1
+            assert threads_per_worker(cores, cells=1) == cores  # one cell left: it gets every core
+            assert threads_per_worker(2, cells=2) == threads_per_worker(2) == max(1, cores // 2)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_stack_is_its_own_cell_and_plain_cells_keep_their_ids():

@@ -77,10 +77,13 @@ def pending(spec: BenchSpec, store: Store, only: tuple[str, ...] = ()) -> tuple[
 
 
 def threads_per_worker(workers: int, cells: int | None = None) -> int:
-    """Torch threads per worker: the machine's cores shared among the workers that will be busy
-    (``cells`` at a time, at most ``workers``), at least one."""
+    """Torch threads per worker: the driver's thread budget (``erasekit --threads N``, else
+    ``$ERASEKIT_THREADS``, else all cores: what the CLI gave torch) shared among the workers that will
+    be busy (``cells`` at a time, at most ``workers``), at least one."""
+    import torch
+
     busy = workers if cells is None else max(1, min(workers, cells))
-    return max(1, (os.cpu_count() or 1) // busy)
+    return max(1, torch.get_num_threads() // busy)
 
 
 def _start_ray(workers: int, address: str | None) -> Any:
