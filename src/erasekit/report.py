@@ -5,7 +5,8 @@ The page is rendered from the Jinja2 template ``templates/report.html.j2`` (auto
 from the database is HTML-escaped) with plots drawn by matplotlib (:mod:`erasekit.plots`). It is
 self-contained (images inlined as PNG data URIs, plots as inline SVG; the only script is the
 leaderboard's inline column sort), so it can be mailed or archived as one file. A database with benchmark cells (``erasekit bench``) opens with
-each bench's leaderboard (:mod:`erasekit.bench.page`).
+each bench's leaderboard (:mod:`erasekit.bench.page`); audits and transfer cells add the threat
+matrix and the transfer matrices (:mod:`erasekit.audit`, :mod:`erasekit.transfer`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from erasekit.metrics.base import report_columns
 from erasekit.plots import curves_svg, scatter_svg
 from erasekit.provenance import utc_now
 from erasekit.store import Store
+from erasekit.transfer import matrices as transfer_matrices
 
 
 def _columns(runs: list[dict[str, Any]], table: str) -> dict[str, str]:
@@ -186,7 +188,7 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
         if runs else [],
         "attacks": diffusion_attacks,
         "curves": _curves(diffusion_attacks),
-        "matrices": stored_matrices(store), "matrix_columns": COLUMNS,
+        "matrices": stored_matrices(store), "matrix_columns": COLUMNS, "transfers": transfer_matrices(store),
         "lm": _lm(store, lm_runs) if lm_runs else None,
     }
     text = _environment().get_template("report.html.j2").render(**context)

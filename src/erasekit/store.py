@@ -19,7 +19,7 @@ from erasekit.errors import UserError
 from erasekit.metrics.base import Value
 from erasekit.provenance import content_id
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Metric keys renamed with the splits in schema 4.
 LEGACY_KEYS = {"efficacy_heldout_phrasings": "efficacy_unseen"}
 
@@ -166,6 +166,20 @@ CREATE TABLE IF NOT EXISTS attack_samples (
     spent INTEGER,                    -- budget spent on this target (its unit; NULL before schema 5)
     PRIMARY KEY (attack_id, target_index)
 );
+CREATE TABLE IF NOT EXISTS transfer_cells (  -- erasekit.transfer: a source run's inputs replayed on a model
+    cell_id TEXT PRIMARY KEY,         -- content hash of (source attack run, target artifact digest, base model)
+    attack_id TEXT NOT NULL REFERENCES attack_runs(attack_id),  -- the source run (where the inputs were found)
+    target TEXT NOT NULL,             -- the model replayed on: its run name
+    target_digest TEXT NOT NULL,      -- its artifact's digest
+    target_artifact TEXT NOT NULL,    -- its artifact folder(s) as stored
+    n INTEGER NOT NULL,               -- inputs replayed (those that broke the source)
+    successes INTEGER NOT NULL,       -- of them, how many show the concept on the target
+    outcomes TEXT NOT NULL,           -- JSON [[target_index, success], ...]
+    wall_seconds REAL NOT NULL,
+    versions TEXT NOT NULL,
+    git_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 """
 
 
@@ -222,7 +236,8 @@ class Store:
         3 (the runs' ``state``), and 3 to 4 (testbed v2's split names: ``target`` is ``given``,
         ``target_heldout_phrasings`` is ``unseen``, ``target_heldout_pairs`` is ``heldout_pairs``,
         and ``efficacy_heldout_phrasings`` is ``efficacy_unseen``), and 4 to 5 (``attack_samples.spent``,
-        the budget each target used, for ASR-against-budget curves; NULL in older rows)."""
+        the budget each target used, for ASR-against-budget curves; NULL in older rows); 5 to 6 adds
+        the ``transfer_cells`` table (created with the schema)."""
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if version >= SCHEMA_VERSION or "runs" not in tables:
@@ -446,8 +461,20 @@ class Store:
     def attack_samples(self, attack_id: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM attack_samples WHERE attack_id = ? ORDER BY target_index", (attack_id,))
 
+    def transfer_cell(self, cell_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM transfer_cells WHERE cell_id = ?", (cell_id,))
+        return rows[0] if rows else None
+
+    def transfer_cells(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM transfer_cells ORDER BY created_at, cell_id")
+
+    def add_transfer(self, row: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(f"INSERT OR REPLACE INTO transfer_cells ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                      tuple(row.values()))
+
     def count(self, table: str, run_id: str | None = None) -> int:
-        if table in ("attack_runs", "attack_samples", "attack_values"):
+        if table in ("attack_runs", "attack_samples", "attack_values", "transfer_cells"):
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         if table not in ("runs", "samples", "metric_values", "sample_values"):
             raise UserError(f"unknown table {table!r}")

@@ -87,7 +87,7 @@ def test_a_version_0_database_is_migrated(tmp_path):
     conn.close()
 
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert store.run("r1")["state"] == "running"  # completed_at was NULL: a run to resume
     assert list(store.metrics("r1")) == ["forget_acc"]
     (lm,) = store.attacks_on("r1")

@@ -45,6 +45,20 @@ class Target:
     noise: int = 0  # noise index: image (seed, noise) of the evaluation convention
 
 
+@dataclass(frozen=True)
+class Found:
+    """An input an attack stored for one target (:attr:`Outcome.adversarial_text` and the tensors of
+    :attr:`Outcome.adversarial`), as the transfer matrix replays it on another model: the target's
+    prompt, its noise (seed and index) and the run's note."""
+
+    prompt: str
+    seed: int
+    noise: int
+    text: str | None
+    tensors: dict[str, torch.Tensor]
+    note: str = ""
+
+
 @dataclass
 class Outcome:
     """What one target's attack produced."""
@@ -230,6 +244,9 @@ class Attack(Registered):
     threats: ClassVar[tuple[str, ...]] = ()
     #: the restriction in force (``None``: every variant the attack has)
     threat: str | None = None
+    #: what the attack finds is an input that can be replayed on another model (the transfer
+    #: matrix, :mod:`erasekit.transfer`); prompt attacks replay their text (:meth:`replay`)
+    transferable: ClassVar[bool] = False
 
     def restricted(self, threat: str) -> "Attack":
         """A copy of this attack that works only under ``threat`` (``white`` or ``black``)."""
@@ -239,6 +256,14 @@ class Attack(Registered):
         out = copy.copy(self)
         out.threat = threat
         return out
+
+    def replay(self, ctx: AttackContext, found: Found) -> np.ndarray:
+        """The image ``found`` (an input this attack found, on any model) gives on ``ctx``'s model,
+        with the target's noise; prompt attacks send the found text. Attacks whose input is not a
+        prompt override this."""
+        if not self.transferable or found.text is None:
+            raise UserError(f"attack {self.name!r} finds nothing that can be replayed on another model")
+        return ctx.generate(found.text, found.seed, found.noise)
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         """Attack one target (its unattacked prompt did not show the concept)."""
@@ -339,6 +364,6 @@ def measured(ctx: AttackContext, fn) -> Outcome:
     return out
 
 
-__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Outcome", "Target", "asr_curve", "attack_names",
+__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackResult", "Found", "Outcome", "Target", "asr_curve", "attack_names",
            "get_attack",
            "ladder", "run_attack", "measured"]

@@ -71,6 +71,7 @@ class DiscreteAttack(Attack):
     budget_unit = "gradient steps"
     default_budget = 60
     order = 40
+    transferable = True
     test_budget = 20
     tokens = 3
     lr = 0.5

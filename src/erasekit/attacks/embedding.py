@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Found, Outcome, Target, measured
 from erasekit.linalg import closed_form_embedding
 from erasekit.pipelines import encode, frozen, kv_layers
 
@@ -49,6 +49,10 @@ class EmbeddingAttack(Attack):
     test_budget = 10
     lr = 0.02
     check_every = 10
+    transferable = True
+
+    def replay(self, ctx: AttackContext, found: Found) -> np.ndarray:
+        return ctx.generate_embeds(found.tensors["prompt_embeds"], found.seed, found.noise)
 
     def attack(self, ctx: AttackContext, target: Target, budget: int, gen: torch.Generator) -> Outcome:
         pipe = ctx.pipe

@@ -11,14 +11,16 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Outcome, Target
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Counter, Found, Outcome, Target
 from erasekit.attacks.discrete import mask_kwargs
 from erasekit.attacks.embedding import frozen, to_x0
 from erasekit.pipelines import max_length
 
 PLACEHOLDER = "object"  # the word whose embedding the learned token replaces (and starts from)
+LEARNED = "<learned token>"  # how a stored adversarial prompt writes it
 
 
 def states_with_token(pipe, prompts: list[str], token: torch.Tensor) -> torch.Tensor:
@@ -55,6 +57,14 @@ class ConceptInversion(Attack):
     check_every = 25
     shared = True
     threats = ("white", "black")
+    transferable = True
+
+    def replay(self, ctx: AttackContext, found: Found) -> np.ndarray:
+        """The target's prompt with the learned token in the placeholder's place."""
+        prompt = (found.text or "").replace(LEARNED, PLACEHOLDER)
+        with torch.no_grad():
+            return ctx.generate_embeds(states_with_token(ctx.pipe, [prompt], found.tensors["token_embedding"]),
+                                       found.seed, found.noise)
 
     def attack_all(self, ctx: AttackContext, targets: list[Target], budget: int, gen: torch.Generator,
                    progress: bool) -> dict[int, Outcome]:
@@ -87,7 +97,7 @@ class ConceptInversion(Attack):
                         img = ctx.generate_embeds(states_with_token(pipe, [prompt], token), t.seed, t.noise)
                         verdict = ctx.judge_images(img[None])[0]
                         out = Outcome(t.index, t.prompt, t.seed, False, ctx.shows_concept(verdict), img, verdict,
-                                      prompt.replace(PLACEHOLDER, "<learned token>"),
+                                      prompt.replace(PLACEHOLDER, LEARNED),
                                       adversarial={"token_embedding": token.detach().clone()},
                                       grad_steps=step + 1, note=f"step {step + 1}")
                         out.unet_evals = counter.evals

@@ -16,9 +16,12 @@ that threat's two variants are tried.
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import torch
 
-from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
+from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Found, Outcome, Target, measured
 from erasekit.attacks.embedding import to_x0
 from erasekit.pipelines import encode
 
@@ -60,6 +63,17 @@ class LatentInversion(Attack):
     order = 60
     test_budget = 1
     threats = ("white", "black")
+    transferable = True
+
+    def replay(self, ctx: AttackContext, found: Found) -> np.ndarray:
+        """The target's prompt from the inverted latents, at the guidance they were found with (stored
+        beside them; older runs wrote it only in their note)."""
+        if "guidance" in found.tensors:
+            guidance = float(found.tensors["guidance"])
+        else:
+            guidance = float(re.search(r"guidance ([0-9.]+)", found.note).group(1))  # type: ignore[union-attr]
+        states = encode(ctx.pipe, [found.prompt]).states
+        return ctx.generate_embeds(states, found.seed, found.noise, latents=found.tensors["latents"], guidance=guidance)
 
     def restricted(self, threat: str) -> "LatentInversion":
         out = super().restricted(threat)
@@ -86,7 +100,9 @@ class LatentInversion(Attack):
                 img = ctx.generate_embeds(states, target.seed, target.noise, latents=latents, guidance=guidance)
                 verdict = ctx.judge_images(img[None])[0]
                 last = Outcome(target.index, target.prompt, target.seed, False, ctx.shows_concept(verdict), img, verdict,
-                               target.prompt, adversarial={"latents": latents}, spent=k + 1,
+                               target.prompt, spent=k + 1,
+                               adversarial={"latents": latents,
+                                            "guidance": torch.tensor(ctx.guidance if guidance is None else guidance)},
                                note=f"{mode}, inverted with {'the prompt' if cond else 'the empty prompt'}, "
                                     f"guidance {ctx.guidance if guidance is None else guidance:g}")
                 if last.success:

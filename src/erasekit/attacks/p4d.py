@@ -77,6 +77,7 @@ class P4D(Attack):
     budget_unit = "gradient steps"
     default_budget = 60
     order = 45
+    transferable = True
     test_budget = 10
     every = 3
     lr = 0.1

@@ -83,6 +83,7 @@ class RingABell(Attack):
     budget_unit = "text-encoder queries"
     default_budget = 2000
     order = 15
+    transferable = True
     test_budget = 2000
     black_box = True
     eta = 3.0
