@@ -23,6 +23,7 @@ import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Found, Outcome, Target, measured
 from erasekit.attacks.embedding import to_x0
+from erasekit.losses import predicted_x0
 from erasekit.pipelines import encode
 
 
@@ -39,13 +40,12 @@ def ddim_invert(pipe, x0: torch.Tensor, states: torch.Tensor, steps: int) -> tor
         a = alphas[t_cur]
         kind = sched.config.prediction_type
         if kind == "v_prediction":
-            x0_pred, eps = a.sqrt() * x - (1 - a).sqrt() * out, (1 - a).sqrt() * x + a.sqrt() * out
+            eps = (1 - a).sqrt() * x + a.sqrt() * out
         elif kind == "epsilon":
-            x0_pred, eps = (x - (1 - a).sqrt() * out) / a.sqrt(), out
+            eps = out
         else:
-            x0_pred, eps = out, (x - a.sqrt() * out) / (1 - a).sqrt()
-        if sched.config.clip_sample:
-            x0_pred = x0_pred.clamp(-sched.config.clip_sample_range, sched.config.clip_sample_range)
+            eps = (x - a.sqrt() * out) / (1 - a).sqrt()
+        x0_pred = predicted_x0(sched, x, torch.full((x.shape[0],), t_cur), out)  # clipped as the sampler clips
         a_next = alphas[t_next]
         x = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * eps
         t_cur = t_next
