@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 import typing
 from typing import Any
 
@@ -15,13 +16,22 @@ from erasekit.errors import UserError
 MAX_MAGNITUDE = 1e6
 #: No integer in a config is larger in magnitude (steps, seeds, sizes).
 MAX_INT = 2**31 - 1
+#: the operators a :attr:`Config.bounds` entry may use
+BOUND_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 class Config:
     """Base of erasekit's frozen config dataclasses: JSON round-trip, unknown keys rejected.
 
-    Subclasses are ``@dataclass(frozen=True)`` and call :meth:`check_types` first in ``__post_init__``.
+    Subclasses are ``@dataclass(frozen=True)``; a field's simple range goes in :attr:`bounds`, and a
+    subclass with further checks defines ``__post_init__`` calling :meth:`check_types` first.
     """
+
+    #: simple ranges checked after the types: ``{field: (operator, bound)}``, e.g. ``{"lr": (">", 0)}``
+    bounds: typing.ClassVar[dict[str, tuple[str, float]]] = {}
+
+    def __post_init__(self) -> None:
+        self.check_types()
 
     def check_types(self) -> None:
         """Raise ``ValueError`` naming the first field whose value does not match its annotation."""
@@ -45,6 +55,9 @@ class Config:
                 names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
                 raise UserError(f"{f.name}: must be {names}, got {value!r}")
             check_number(f.name, value)
+        for name, (op, bound) in self.bounds.items():
+            value = getattr(self, name)
+            check(BOUND_OPS[op](value, bound), name, f"must be {op} {bound:g}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

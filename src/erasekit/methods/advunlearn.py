@@ -37,6 +37,7 @@ at one thread (docs/results.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -85,20 +86,15 @@ class AdvUnlearnConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "iterations": (">=", 1), "lr": (">", 0), "eta": (">=", 0), "retain_weight": (">=", 0),
+        "retain_batch": (">=", 1), "attack_tokens": (">=", 1), "attack_steps": (">=", 0), "attack_lr": (">", 0),
+        "warmup": (">=", 0), "start_guidance": (">=", 0), "ddim_steps": (">=", 2)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.layers in LAYER_CHOICES, "layers", f"must be one of {', '.join(LAYER_CHOICES)}, got {self.layers!r}")
-        check(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
-        check(self.retain_weight >= 0, "retain_weight", f"must be >= 0, got {self.retain_weight}")
-        check(self.retain_batch >= 1, "retain_batch", f"must be >= 1, got {self.retain_batch}")
-        check(self.attack_tokens >= 1, "attack_tokens", f"must be >= 1, got {self.attack_tokens}")
-        check(self.attack_steps >= 0, "attack_steps", f"must be >= 0, got {self.attack_steps}")
-        check(self.attack_lr > 0, "attack_lr", f"must be > 0, got {self.attack_lr}")
-        check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
-        check(self.start_guidance >= 0, "start_guidance", f"must be >= 0, got {self.start_guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
 def adversarial_prefix(pipe: DiffusionPipeline, prompt: str, x_t: torch.Tensor, t: torch.Tensor,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import partial
 
 import torch
@@ -85,21 +86,17 @@ class ANTConfig(MethodConfig):
     mask_batches: int = 4
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "iterations": (">=", 1), "lr": (">", 0), "ddim_steps": (">=", 2), "alpha1": (">=", 0), "alpha2": (">=", 0),
+        "eta": (">=", 0), "start_guidance": (">=", 0), "mask_views": (">=", 1), "mask_batches": (">=", 1)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
         check(1 <= self.before_step < self.ddim_steps, "before_step",
               f"must be in [1, ddim_steps={self.ddim_steps}), got {self.before_step}")
         check(self.keep in KEEP, "keep", f"must be one of {', '.join(KEEP)}, got {self.keep!r}")
-        check(self.alpha1 >= 0, "alpha1", f"must be >= 0, got {self.alpha1}")
-        check(self.alpha2 >= 0, "alpha2", f"must be >= 0, got {self.alpha2}")
-        check(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
-        check(self.start_guidance >= 0, "start_guidance", f"must be >= 0, got {self.start_guidance}")
         check(0 < self.threshold <= 1, "threshold", f"must be in (0, 1], got {self.threshold}")
-        check(self.mask_views >= 1, "mask_views", f"must be >= 1, got {self.mask_views}")
-        check(self.mask_batches >= 1, "mask_batches", f"must be >= 1, got {self.mask_batches}")
 
 
 def regime_stops(ddim_steps: int, before_step: int, keep: str) -> tuple[range, range]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from erasekit.artifact import restored
 from erasekit.concepts import Concept
-from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
+from erasekit.erasure import METHODS, Erasure, Method, MethodConfig
 from erasekit.losses import denoising_loss, noised_batch
 from erasekit.methods.esd import latent_shape
 from erasekit.pipelines import encode, fingerprint, group_parameters, training
@@ -51,15 +52,10 @@ class CAConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.check_types()
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.n_anchor_images >= 1, "n_anchor_images", f"must be >= 1, got {self.n_anchor_images}")
-        check(self.reg >= 0, "reg", f"must be >= 0, got {self.reg}")
-        check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "iterations": (">=", 1), "lr": (">", 0), "batch": (">=", 1), "n_anchor_images": (">=", 1), "reg": (">=", 0),
+        "guidance": (">=", 0), "ddim_steps": (">=", 2)
+    }
 
 
 def anchor_images(pipe: DiffusionPipeline, concept: Concept, n: int, guidance: float, ddim_steps: int,

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import ClassVar, Callable
 
 import numpy as np
 import torch
@@ -76,6 +76,8 @@ class CGCEConfig(MethodConfig):
     refine_lr: float = 0.1
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {"lr": (">", 0)}
+
     def __post_init__(self) -> None:
         self.check_types()
         check(self.heads >= 1, "heads", f"must be an integer >= 1, got {self.heads}")
@@ -83,7 +85,6 @@ class CGCEConfig(MethodConfig):
               f"must be a positive multiple of heads ({self.heads}), got {self.hidden}")
         check(self.iterations >= 1, "iterations", f"must be an integer >= 1, got {self.iterations}")
         check(self.batch >= 1, "batch", f"must be an integer >= 1, got {self.batch}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.max_prompts >= 1, "max_prompts", f"must be an integer >= 1, got {self.max_prompts}")
         check(0 < self.threshold < 1, "threshold", f"must be a probability in (0, 1), got {self.threshold}")
         check(self.refine_steps >= 1, "refine_steps", f"must be an integer >= 1, got {self.refine_steps}")

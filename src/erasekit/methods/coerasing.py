@@ -44,7 +44,7 @@ import copy
 import math
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar, Any
 
 import torch
 import torch.nn.functional as F
@@ -85,21 +85,16 @@ class CoErasingConfig(MethodConfig):
     refinement: bool = True
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "text_iterations": (">=", 1), "image_iterations": (">=", 0), "lr": (">", 0), "eta": (">=", 0),
+        "image_eta": (">=", 0), "start_guidance": (">=", 0), "ddim_steps": (">=", 2), "n_images": (">=", 1),
+        "invert_steps": (">=", 1), "invert_lr": (">", 0), "image_scale": (">", 0)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
         check(self.train_method in PARAMETER_GROUPS, "train_method",
               f"must be one of {', '.join(PARAMETER_GROUPS)}, got {self.train_method!r}")
-        check(self.text_iterations >= 1, "text_iterations", f"must be >= 1, got {self.text_iterations}")
-        check(self.image_iterations >= 0, "image_iterations", f"must be >= 0, got {self.image_iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
-        check(self.image_eta >= 0, "image_eta", f"must be >= 0, got {self.image_eta}")
-        check(self.start_guidance >= 0, "start_guidance", f"must be >= 0, got {self.start_guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
-        check(self.n_images >= 1, "n_images", f"must be >= 1, got {self.n_images}")
-        check(self.invert_steps >= 1, "invert_steps", f"must be >= 1, got {self.invert_steps}")
-        check(self.invert_lr > 0, "invert_lr", f"must be > 0, got {self.invert_lr}")
-        check(self.image_scale > 0, "image_scale", f"must be > 0, got {self.image_scale}")
         check(self.blur == 0 or (self.blur >= 3 and self.blur % 2 == 1), "blur",
               f"must be 0 (off) or an odd kernel size >= 3, got {self.blur}")
 

@@ -42,6 +42,7 @@ other shapes (0.95 unedited).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ from tqdm.auto import tqdm
 
 from erasekit.artifact import restored
 from erasekit.concepts import Concept
-from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
+from erasekit.erasure import METHODS, Erasure, Method, MethodConfig
 from erasekit.linalg import conflict_projection
 from erasekit.losses import denoising_loss, noised_batch, predicted_x0
 from erasekit.methods.ca import anchor_images
@@ -76,19 +77,11 @@ class DoCoConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.check_types()
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.d_lr > 0, "d_lr", f"must be > 0, got {self.d_lr}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.n_anchor_images >= 1, "n_anchor_images", f"must be >= 1, got {self.n_anchor_images}")
-        check(self.lam >= 0, "lam", f"must be >= 0, got {self.lam}")
-        check(self.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {self.max_grad_norm}")
-        check(self.d_width >= 1, "d_width", f"must be >= 1, got {self.d_width}")
-        check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "iterations": (">=", 1), "warmup": (">=", 0), "lr": (">", 0), "d_lr": (">", 0), "batch": (">=", 1),
+        "n_anchor_images": (">=", 1), "lam": (">=", 0), "max_grad_norm": (">", 0), "d_width": (">=", 1),
+        "guidance": (">=", 0), "ddim_steps": (">=", 2)
+    }
 
 
 class PatchDiscriminator(nn.Sequential):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -44,15 +45,14 @@ class ESDConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {"lr": (">", 0), "eta": (">=", 0), "start_guidance": (">=", 0)}
+
     def __post_init__(self) -> None:
         self.check_types()
         check(self.train_method in PARAMETER_GROUPS, "train_method",
               f"must be one of {', '.join(PARAMETER_GROUPS)}, got {self.train_method!r}")
         check(isinstance(self.iterations, int) and self.iterations >= 1, "iterations",
               f"must be an integer >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
-        check(self.start_guidance >= 0, "start_guidance", f"must be >= 0, got {self.start_guidance}")
         check(isinstance(self.ddim_steps, int) and self.ddim_steps >= 2, "ddim_steps",
               f"must be an integer >= 2, got {self.ddim_steps}")
 

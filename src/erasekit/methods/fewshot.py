@@ -22,6 +22,7 @@ the prompts' shared template words with the concept's, so the other shapes fall 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
@@ -61,15 +62,14 @@ class FewShotConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "n_images": (">=", 1), "epochs": (">=", 1), "batch": (">=", 1), "lr": (">", 0), "guidance": (">=", 0),
+        "ddim_steps": (">=", 2)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.n_images >= 1, "n_images", f"must be >= 1, got {self.n_images}")
-        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
-        check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
 @METHODS.register("fewshot")

@@ -26,6 +26,7 @@ concept while keeping the rest, so the default keeps the model usable (docs/resu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 from erasekit.artifact import restored
 from erasekit.attention import recorded_cross_attention
 from erasekit.concepts import Concept
-from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
+from erasekit.erasure import METHODS, Erasure, Method, MethodConfig
 from erasekit.losses import noised_batch
 from erasekit.methods.esd import latent_shape
 from erasekit.methods.mace import concept_tokens
@@ -54,14 +55,10 @@ class FMNConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.check_types()
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.n_images >= 1, "n_images", f"must be >= 1, got {self.n_images}")
-        check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "iterations": (">=", 1), "lr": (">", 0), "batch": (">=", 1), "n_images": (">=", 1), "guidance": (">=", 0),
+        "ddim_steps": (">=", 2)
+    }
 
 
 def attention_resteering_loss(maps: dict[str, list[torch.Tensor]], tokens: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ other shapes. A fit takes under 2 minutes at one thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 
 from erasekit.artifact import restored
 from erasekit.concepts import Concept
-from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
+from erasekit.erasure import METHODS, Erasure, Method, MethodConfig
 from erasekit.errors import UserError
 from erasekit.methods.itd import encoder_layers, layer_hook
 from erasekit.methods.mace import concept_tokens
@@ -61,14 +62,10 @@ class HiRMConfig(MethodConfig):
     retain: float = 1.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.check_types()
-        check(self.layers >= 1, "layers", f"must be >= 1, got {self.layers}")
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.coefficient > 0, "coefficient", f"must be > 0, got {self.coefficient}")
-        check(self.retain >= 0, "retain", f"must be >= 0, got {self.retain}")
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "layers": (">=", 1), "iterations": (">=", 1), "lr": (">", 0), "batch": (">=", 1), "coefficient": (">", 0),
+        "retain": (">=", 0)
+    }
 
 
 def layer_parameters(pipe: DiffusionPipeline, layers: int) -> dict[str, torch.nn.Parameter]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import ClassVar, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -70,12 +70,13 @@ class IRECEConfig(MethodConfig):
     strength: float = 1.0
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {"seed": (">=", 0)}
+
     def __post_init__(self) -> None:
         self.check_types()
         check(0 <= self.threshold <= 1, "threshold", f"must be in [0, 1], got {self.threshold}")
         check(0 < self.stop < 1, "stop", f"must be in (0, 1), got {self.stop}")
         check(0 < self.strength <= 1, "strength", f"must be in (0, 1], got {self.strength}")
-        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
 
 def concept_map(maps: dict[str, list[torch.Tensor]], tokens: list[int], size: tuple[int, int]) -> torch.Tensor:

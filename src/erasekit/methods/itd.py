@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import ClassVar, Any, Callable, Iterator
 
 import torch
 from diffusers import DiffusionPipeline
@@ -149,13 +149,14 @@ class ItDConfig(MethodConfig):
     scale: float = 8.0
     gate: float = 0.99
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "sae_steps": (">=", 1), "n_features": (">=", 1), "scale": (">=", 0)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
         check(self.layer is None or self.layer >= 0, "layer", f"must be >= 0, got {self.layer}")
-        check(self.sae_steps >= 1, "sae_steps", f"must be >= 1, got {self.sae_steps}")
         self.sae_config()  # n_dirs and k: the autoencoder's own checks
-        check(self.n_features >= 1, "n_features", f"must be >= 1, got {self.n_features}")
-        check(self.scale >= 0, "scale", f"must be >= 0, got {self.scale}")
         check(0 < self.gate <= 1, "gate", f"must be in (0, 1], got {self.gate}")
 
     def sae_config(self) -> SAEConfig:

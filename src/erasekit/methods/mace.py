@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
@@ -64,17 +65,17 @@ class MACEConfig(MethodConfig):
     fuse_prior: float = 1.0
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "lora_steps": (">=", 0), "lora_lr": (">", 0), "images": (">=", 1), "ddim_steps": (">=", 2)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
         for name in ("lamb", "fuse_lamb"):
             check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         for name in ("preserve_scale", "fuse_prior", "start_guidance"):
             check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        check(self.lora_steps >= 0, "lora_steps", f"must be >= 0, got {self.lora_steps}")
-        check(self.lora_lr > 0, "lora_lr", f"must be > 0, got {self.lora_lr}")
-        check(self.images >= 1, "images", f"must be >= 1, got {self.images}")
         check(0 < self.mask_quantile < 1, "mask_quantile", f"must be in (0, 1), got {self.mask_quantile}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
 def importance(t: torch.Tensor, train_steps: int = 1000) -> torch.Tensor:

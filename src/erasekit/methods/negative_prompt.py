@@ -16,7 +16,7 @@ prompt the caller passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import ClassVar, Callable
 
 import torch
 from diffusers import DiffusionPipeline
@@ -37,11 +37,12 @@ class NegativePromptConfig(MethodConfig):
     mode: str = "replace"
     scale: float = 1.0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {"scale": (">", 0)}
+
     def __post_init__(self) -> None:
         self.check_types()
         check(isinstance(self.prompt, str), "prompt", f"must be a string, got {self.prompt!r}")
         check(self.mode in MODES, "mode", f"must be one of {', '.join(MODES)}, got {self.mode!r}")
-        check(self.scale > 0, "scale", f"must be > 0, got {self.scale}")
 
 
 def concept_text(concept: Concept, override: str = "") -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -58,20 +59,17 @@ class RealEraConfig(MethodConfig):
     start_guidance: float = 3.0
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "neighbours": (">=", 0), "radius": (">", 0), "lamb": (">", 0), "preserve_scale": (">=", 0),
+        "lora_steps": (">=", 0), "lora_lr": (">", 0), "beyond_weight": (">=", 0), "ddim_steps": (">=", 2)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.neighbours >= 0, "neighbours", f"must be >= 0, got {self.neighbours}")
-        check(self.radius > 0, "radius", f"must be > 0, got {self.radius}")
         check(-1 <= self.cos_low < self.cos_high <= 1, "cos_low",
               f"the band needs -1 <= cos_low < cos_high <= 1, got [{self.cos_low}, {self.cos_high}]")
         check((1 - self.cos_high ** 2) ** 0.5 <= self.radius, "radius",
               f"{self.radius} cannot reach cosines up to {self.cos_high} (needs >= {(1 - self.cos_high ** 2) ** 0.5:.3f})")
-        check(self.lamb > 0, "lamb", f"must be > 0, got {self.lamb}")
-        check(self.preserve_scale >= 0, "preserve_scale", f"must be >= 0, got {self.preserve_scale}")
-        check(self.lora_steps >= 0, "lora_steps", f"must be >= 0, got {self.lora_steps}")
-        check(self.lora_lr > 0, "lora_lr", f"must be > 0, got {self.lora_lr}")
-        check(self.beyond_weight >= 0, "beyond_weight", f"must be >= 0, got {self.beyond_weight}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
 def perturbed(e: torch.Tensor, radius: float, low: float, high: float, gen: torch.Generator) -> torch.Tensor:

@@ -8,6 +8,7 @@ that make the *edited* K/V layers reproduce what the *original* layers output fo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from diffusers import DiffusionPipeline
 from tqdm.auto import tqdm
@@ -35,13 +36,13 @@ class RECEConfig(MethodConfig):
     preserve_scale: float = 10.0
     regular_scale: float = 1.0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "uce_lamb": (">", 0), "lamb": (">", 0), "preserve_scale": (">=", 0), "regular_scale": (">", 0)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.uce_lamb > 0, "uce_lamb", f"must be > 0, got {self.uce_lamb}")
         check(isinstance(self.rounds, int) and self.rounds >= 1, "rounds", f"must be an integer >= 1, got {self.rounds}")
-        check(self.lamb > 0, "lamb", f"must be > 0, got {self.lamb}")
-        check(self.preserve_scale >= 0, "preserve_scale", f"must be >= 0, got {self.preserve_scale}")
-        check(self.regular_scale > 0, "regular_scale", f"must be > 0, got {self.regular_scale}")
 
 
 @METHODS.register("rece")

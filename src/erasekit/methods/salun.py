@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -67,19 +68,16 @@ class SalUnConfig(MethodConfig):
     ddim_steps: int = 25
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "iterations": (">=", 1), "lr": (">", 0), "batch": (">=", 1), "n_forget_images": (">=", 1),
+        "n_retain_images": (">=", 1), "alpha": (">=", 0), "mask_batches": (">=", 1), "guidance": (">=", 0),
+        "ddim_steps": (">=", 2)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
         check(0 < self.threshold <= 1, "threshold", f"must be in (0, 1], got {self.threshold}")
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.n_forget_images >= 1, "n_forget_images", f"must be >= 1, got {self.n_forget_images}")
-        check(self.n_retain_images >= 1, "n_retain_images", f"must be >= 1, got {self.n_retain_images}")
-        check(self.alpha >= 0, "alpha", f"must be >= 0, got {self.alpha}")
         check(self.pseudo in PSEUDO, "pseudo", f"must be one of {', '.join(PSEUDO)}, got {self.pseudo!r}")
-        check(self.mask_batches >= 1, "mask_batches", f"must be >= 1, got {self.mask_batches}")
-        check(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
 def forget_gradients(unet: torch.nn.Module, scheduler, params: dict[str, torch.nn.Parameter], x0: torch.Tensor,

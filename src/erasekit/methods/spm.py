@@ -32,7 +32,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import ClassVar, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -77,14 +77,14 @@ class SPMConfig(MethodConfig):
     gate_threshold: float = 0.0
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "alpha": (">", 0), "lr": (">", 0), "eta": (">=", 0), "start_guidance": (">=", 0)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
         check(self.rank >= 1, "rank", f"must be an integer >= 1, got {self.rank}")
-        check(self.alpha > 0, "alpha", f"must be > 0, got {self.alpha}")
         check(self.iterations >= 1, "iterations", f"must be an integer >= 1, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
-        check(self.start_guidance >= 0, "start_guidance", f"must be >= 0, got {self.start_guidance}")
         check(self.ddim_steps >= 2, "ddim_steps", f"must be an integer >= 2, got {self.ddim_steps}")
         check(self.la_strength >= 0, "la_strength", f"must be >= 0 (0 turns latent anchoring off), "
               f"got {self.la_strength}")

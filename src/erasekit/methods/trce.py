@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,22 +67,21 @@ class TRCEConfig(MethodConfig):
     start_guidance: float = 3.0
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "lamb": (">", 0), "preserve_scale": (">=", 0), "iterations": (">=", 0), "lr": (">", 0),
+        "preserve_weight": (">=", 0), "ddim_steps": (">=", 2)
+    }
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_weights", tuple(self.token_weights))
         self.check_types()
-        check(self.lamb > 0, "lamb", f"must be > 0, got {self.lamb}")
-        check(self.preserve_scale >= 0, "preserve_scale", f"must be >= 0, got {self.preserve_scale}")
         check(len(self.token_weights) == 4 and all(isinstance(w, (int, float)) and w >= 0 for w in self.token_weights)
               and sum(self.token_weights) > 0, "token_weights",
               f"must be 4 weights >= 0 ([SoT], first [EoT], last, concept) with a positive sum, got "
               f"{list(self.token_weights)}")
-        check(self.iterations >= 0, "iterations", f"must be >= 0, got {self.iterations}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.margin >= 0 and self.beta > 0, "margin", f"margin must be >= 0 and beta > 0, got {self.margin}, "
               f"{self.beta}")
-        check(self.preserve_weight >= 0, "preserve_weight", f"must be >= 0, got {self.preserve_weight}")
         check(0 < self.early <= 1, "early", f"must be in (0, 1], got {self.early}")
-        check(self.ddim_steps >= 2, "ddim_steps", f"must be >= 2, got {self.ddim_steps}")
 
 
 def trigger_keys(erase: Encoded, guide: Encoded, weights: tuple) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ measured effect of each choice is in docs/results.md (UCE token selection).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers import DiffusionPipeline
@@ -116,12 +117,13 @@ class UCEConfig(MethodConfig):
     edit_keys: bool = True
     tokens: str = "aligned"
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "lamb": (">", 0), "erase_scale": (">", 0), "preserve_scale": (">=", 0)
+    }
+
     def __post_init__(self) -> None:
         self.check_types()
         check(self.tokens in TOKEN_CHOICES, "tokens", f"must be one of {', '.join(TOKEN_CHOICES)}, got {self.tokens!r}")
-        check(self.lamb > 0, "lamb", f"must be > 0, got {self.lamb}")
-        check(self.erase_scale > 0, "erase_scale", f"must be > 0, got {self.erase_scale}")
-        check(self.preserve_scale >= 0, "preserve_scale", f"must be >= 0, got {self.preserve_scale}")
 
 
 def select_keys(erase: Encoded, guide: Encoded, preserve: Encoded | None,
