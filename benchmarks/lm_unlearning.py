@@ -94,7 +94,8 @@ def main() -> None:
     ap.add_argument("--models", default="runs/lm/models")
     ap.add_argument("--db", default="runs/lm/results.db")
     ap.add_argument("--methods", default=",".join(["graddiff", "npo", "simnpo", "rmu", "gradascent", "leace",
-                                                   "abliteration", "graddiff+gu", "npo+gu", "fit"]))
+                                                   "abliteration", "graddiff+gu", "npo+gu", "fit", "kif",
+                                                   "gated_steering"]))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor"))
     ap.add_argument("--threads", type=int, default=2)
