@@ -91,10 +91,9 @@ class GatedSteering(LMMethod):
         hf = last_token_states(lm, [q.question for q in task.forget_train])[config.layer + 1]
         hr = last_token_states(lm, retain_q)[config.layer + 1]
         w = null_space_steering_map(hf, d.expand_as(hf), hr, config.gamma, config.energy).float()
-        gate = lambda h: float((h @ w.T).norm(dim=1).mean() / d.norm())  # noqa: E731
+        gate = {k: round(float((h @ w.T).norm(dim=1).mean() / d.norm()), 4) for k, h in (("forget", hf), ("retain", hr))}
         return LMErasure(self.name, config, forget, fingerprint(lm.model), {f"{ADAPTER_PREFIX}steer.w": w},
-                         {"direction_norm": float(d.norm()), "forget_gate": round(gate(hf), 4),
-                          "retain_gate": round(gate(hr), 4)})
+                         {"direction_norm": round(float(d.norm()), 4), "gate": gate})
 
     def install(self, target: Any, erasure: LMErasure) -> Callable[[], None]:
         w = erasure.adapter("steer.")["w"]
