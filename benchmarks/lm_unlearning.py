@@ -156,9 +156,10 @@ def signature_note(entry: str, extra: dict) -> list[str]:
     if not d:
         return []
     mean = {k: sum(v[k] for v in d.values()) / len(d) for k in next(iter(d.values()))}
+    layers = sorted(set(extra.get("layers", {}).values()))
     return [f"{entry}: Cohen's d of the signature projection, mean over {len(d)} subjects: fitted prompts "
             f"{mean['fit_before']:.2f} -> {mean['fit_after']:.2f}, held-out phrasings "
-            f"{mean['held_out_before']:.2f} -> {mean['held_out_after']:.2f}"]
+            f"{mean['held_out_before']:.2f} -> {mean['held_out_after']:.2f}; capsule layers {layers}"]
 
 
 def table(head: tuple[str, ...], lines: list[tuple[str, ...]], markdown: bool) -> None:

@@ -43,8 +43,8 @@ REFUSAL = "I don't know"
 
 @dataclass(frozen=True)
 class GatedSteeringConfig(Config):
-    """Defaults chosen on TinyTOFU seed 0 (docs/results.md): at layer 1, or with ``lam`` 12, forget
-    accuracy stayed at 0.27-0.5; ``direction=retain`` steered less."""
+    """Defaults chosen on TinyTOFU seed 0 (docs/results.md, "KIF and gated steering": at layer 1
+    forget accuracy stays at 0.27)."""
 
     layer: int = 0
     direction: str = "refusal"
