@@ -1,4 +1,5 @@
-"""Shared closed-form math (UCE, RECE, and the closed-form attacks) and gradient surgery, computed in float64.
+"""Shared closed-form math (UCE, RECE, MLLMEraser's null-space steering map, and the closed-form
+attacks) and gradient surgery, computed in float64.
 
 Row convention: a set of ``n`` key vectors of width ``d`` is a ``(n, d)`` tensor ``C``, so
 ``sum_i c_i c_i^T = C^T C``. A projection ``W`` is ``(out, d)``.
