@@ -11,7 +11,8 @@ accuracy, two-hop accuracy, model utility, forget quality, best-layer probe accu
 recovery (oracle's in brackets), the change in forget accuracy after int4 quantisation, and the
 forget accuracy after SAE restoration (with random features and with the layer patched), and
 Sleek's recovery per prompt family with its retained-fact over-suppression, and PGA's
-cross-sequence memorisation probe (oracle's in brackets). The
+cross-sequence memorisation probe (oracle's in brackets). A method whose artifact reports
+Cohen's d of its signature (KIF) gets a line after the table with the mean before and after. The
 table and the training time are in docs/results.md (TinyTOFU table).
 
 ``--task restor`` (RESTOR, Rezaei et al. 2025): the model unlearned is the target corrupted by
@@ -94,7 +95,8 @@ def main() -> None:
     ap.add_argument("--models", default="runs/lm/models")
     ap.add_argument("--db", default="runs/lm/results.db")
     ap.add_argument("--methods", default=",".join(["graddiff", "npo", "simnpo", "rmu", "gradascent", "leace",
-                                                   "abliteration", "graddiff+gu", "npo+gu", "fit"]))
+                                                   "abliteration", "graddiff+gu", "npo+gu", "fit", "kif",
+                                                   "gated_steering"]))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor"))
     ap.add_argument("--threads", type=int, default=2)
@@ -109,7 +111,7 @@ def main() -> None:
         full, oracle = ensure_corrupted(Path(args.models) / "restor", full, args.seed), full
         bases = (("corrupted", full, "lm-base"), ("clean", oracle, "lm-oracle"))
     store = Store(args.db)
-    rows = []
+    rows, notes = [], []
     for label, lm_, kind in bases:
         rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, name=label, kind=kind))))
     for entry in args.methods.split(","):
@@ -122,6 +124,7 @@ def main() -> None:
         art = get_lm_method(name).fit(full, spec, cfg, progress=False)
         fit_s = time.perf_counter() - t
         rows.append((entry, f"{fit_s:.1f}", row(store, evaluated(store, full, spec, oracle, erasure=art, name=entry))))
+        notes.extend(signature_note(entry, art.extra))
     if args.task == "restor":
         head = ("model", "fit s", "false value", "clean value (restored)", "other value", "mixed true facts",
                 "retain acc", "general acc", "relearn recovery")
@@ -143,6 +146,20 @@ def main() -> None:
                       + f" ({fmt(v['sleek_suppressed'])})",
                       f"{fmt(v['mem_probe'])} ({fmt(v['mem_probe_oracle'])})"))
     table(head, lines, args.markdown)
+    for note in notes:
+        print(note)
+
+
+def signature_note(entry: str, extra: dict) -> list[str]:
+    """KIF's Cohen's d of the signature projection before and after, mean over its subjects."""
+    d = extra.get("cohens_d")
+    if not d:
+        return []
+    mean = {k: sum(v[k] for v in d.values()) / len(d) for k in next(iter(d.values()))}
+    layers = sorted(set(extra.get("layers", {}).values()))
+    return [f"{entry}: Cohen's d of the signature projection, mean over {len(d)} subjects: fitted prompts "
+            f"{mean['fit_before']:.2f} -> {mean['fit_after']:.2f}, held-out phrasings "
+            f"{mean['held_out_before']:.2f} -> {mean['held_out_after']:.2f}; capsule layers {layers}"]
 
 
 def table(head: tuple[str, ...], lines: list[tuple[str, ...]], markdown: bool) -> None:

@@ -1,4 +1,5 @@
-"""Shared closed-form math (UCE, RECE, and the closed-form attacks) and gradient surgery, computed in float64.
+"""Shared closed-form math (UCE, RECE, MLLMEraser's null-space steering map, and the closed-form
+attacks) and gradient surgery, computed in float64.
 
 Row convention: a set of ``n`` key vectors of width ``d`` is a ``(n, d)`` tensor ``C``, so
 ``sum_i c_i c_i^T = C^T C``. A projection ``W`` is ``(out, d)``.
@@ -195,3 +196,45 @@ def quantize_rtn(weight: torch.Tensor, bits: int) -> torch.Tensor:
     qmax = 2 ** (bits - 1) - 1
     scale = w.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / qmax
     return (torch.round(w / scale).clamp(-qmax, qmax) * scale).to(weight.dtype)
+
+
+def null_space_projector(acts: torch.Tensor, energy: float = 1.0, rtol: float = 1e-10) -> torch.Tensor:
+    """The ``(d, d)`` float64 projector onto the (approximate) null space of the rows of ``acts`` ``(n, d)``.
+
+    Eigen-directions of ``acts^T acts`` are taken from the smallest eigenvalue up while they hold at
+    most ``1 - energy`` of the total energy (plus ``rtol``, so ``energy=1`` keeps the exact null
+    space of rank-deficient ``acts``); ``|P a|^2 <= (1 - energy + rtol) sum |a_i|^2`` summed over
+    the rows. AlphaEdit's and MLLMEraser's retain projector (there: eigenvalues below a threshold).
+    """
+    if not 0.0 < energy <= 1.0:
+        raise UserError(f"energy: must be in (0, 1], got {energy}")
+    a = _f64(acts)
+    evals, evecs = torch.linalg.eigh(a.T @ a)  # ascending
+    evals = evals.clamp(min=0)
+    total = float(evals.sum())
+    if total == 0:
+        return torch.eye(a.shape[1], dtype=torch.float64)
+    keep = torch.cumsum(evals, 0) / total <= (1.0 - energy) + rtol
+    u = evecs[:, keep]
+    return u @ u.T
+
+
+def null_space_steering_map(forget: torch.Tensor, targets: torch.Tensor, retain: torch.Tensor, gamma: float,
+                            energy: float = 1.0) -> torch.Tensor:
+    """MLLMEraser's input-aware steering map (Ding et al. 2025, arXiv 2510.04217), in float64.
+
+    With ``P`` the :func:`null_space_projector` of the ``retain`` rows, forget rows ``H_f`` ``(n, d)``
+    and their targets ``D`` ``(n, k)``: ``W = D^T H_f P (P H_f^T H_f P + gamma P)^+`` ``(k, d)``, the
+    ridge least-squares map with ``W h_f ~ d`` on the forget rows whose input is restricted to the
+    retain null space, so ``W h_r = W P h_r ~ 0`` for retain rows (exactly 0 for ``energy=1`` when the
+    retain rows do not span the space). The pseudo-inverse is taken on ``range(P)``, where every
+    eigenvalue is at least ``gamma``.
+    """
+    if gamma <= 0:
+        raise UserError(f"gamma: must be > 0, got {gamma}")
+    p = null_space_projector(retain, energy)
+    hp = _f64(forget) @ p
+    evals, evecs = torch.linalg.eigh(hp.T @ hp + gamma * p)
+    keep = evals > gamma / 2  # range(P); the rest is the kernel P leaves
+    pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
+    return _f64(targets).T @ hp @ pinv

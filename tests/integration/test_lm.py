@@ -16,7 +16,7 @@ from erasekit.lm import evaluate as E
 from erasekit.lm import model as M
 from erasekit.lm.tasks import Forget, get_task
 from erasekit.lm.methods.base import LMErasure, get_lm_method, lm_method_names, make_lm_config
-from erasekit.lm.unlearning import unlearn_loop
+from erasekit.lm.unlearning import layer_output, unlearn_loop
 
 SPEC = Forget("tinytofu", 0)
 
@@ -349,3 +349,63 @@ def test_continual_sequence_serves_requests_in_order(tiny_lms, tmp_path, capsys)
         assert main(["lm", "erase", "--model", str(root / "full"), *argv, "--out", str(tmp_path / "x")]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and msg in err, (argv, err)
+
+
+def test_kif_capsules_drop_the_signature_effect(tiny_lms) -> None:
+    """KIF (arXiv 2601.10566): every forget author's MLP signature separates its prompts from the
+    controls (Cohen's d > 1) before; after the capsules |d| falls, on the fitted prompts and on the
+    held-out phrasings. Fitted for one author alone, the capsule (scale -1) leaves no mean shift
+    along the raw signature in the edited up projection's output."""
+    from erasekit.lm.methods.kif import up_activations
+
+    full, _, _ = tiny_lms
+    art = get_lm_method("kif").fit(full, SPEC, make_lm_config("kif"), progress=False)
+    d = art.extra["cohens_d"]
+    assert len(d) == 12 and all(k.endswith("up_proj.weight") for k in art.tensors)
+    for key in ("fit", "held_out"):
+        before = np.mean([v[f"{key}_before"] for v in d.values()])
+        after = np.mean([abs(v[f"{key}_after"]) for v in d.values()])
+        assert min(v[f"{key}_before"] for v in d.values()) > 1 and after < 0.5 * before, (key, before, after)
+    task = get_task(SPEC)
+    name = task.forget_train[0].entity
+    one = get_lm_method("kif").fit(full, Forget("tinytofu", 0, (name,)), make_lm_config("kif"), progress=False)
+    layer = one.extra["layers"][name]
+    leak = [q for q in task.forget_train if q.entity == name]
+    control = [q for q in task.retain_train if q.entity][:256]
+    with one.applied(full):
+        shift = up_activations(full, leak, [layer])[layer].mean(0) - up_activations(full, control, [layer])[layer].mean(0)
+    base = up_activations(full, leak, [layer])[layer].mean(0) - up_activations(full, control, [layer])[layer].mean(0)
+    u = base / base.norm()
+    assert abs(float(shift @ u)) < 1e-4 * float(base.norm())
+    assert (shift - (base - (base @ u) * u)).abs().max() < 1e-4 * float(base.norm())
+
+
+def test_gated_steering_forgets_and_leaves_retain_states(tiny_lms) -> None:
+    """MLLMEraser's gated steering: the steered layer's output on retain questions moves far less
+    than on forget questions (the null-space gate), forget accuracy drops and retain accuracy holds;
+    decoding steps (one token) are not steered."""
+    full, _, _ = tiny_lms
+    task = get_task(SPEC)
+    art = get_lm_method("gated_steering").fit(full, SPEC, make_lm_config("gated_steering"), progress=False)
+    assert set(art.tensors) == {"adapter.steer.w"} and not art.edits_weights
+    qs = {s: [q.question for q in task.eval[s]] for s in ("forget", "retain")}
+
+    @torch.no_grad()
+    def states(questions: list[str]) -> torch.Tensor:  # the layer's output as the next layer reads it
+        rows = [full.tokenizer(full.prompt(q), add_special_tokens=False)["input_ids"] for q in questions]
+        ids, mask = M._pad(rows, M._pad_id(full))
+        with layer_output(full.model, art.config.layer) as box:
+            full.model(input_ids=ids, attention_mask=mask)
+        return box[0][torch.arange(len(rows)), mask.sum(1) - 1]
+
+    before = {s: states(q) for s, q in qs.items()}
+    with art.applied(full):
+        after = {s: states(q) for s, q in qs.items()}
+        f = float(M.score_qa(full, task.eval["forget"]).correct.float().mean())
+        r = float(M.score_qa(full, task.eval["retain"]).correct.float().mean())
+        ids = torch.tensor([[5]])
+        one = full.model(input_ids=ids).logits
+    moved = {s: float(((after[s] - before[s]).norm(dim=1) / before[s].norm(dim=1)).mean()) for s in qs}
+    assert moved["retain"] < 0.25 * moved["forget"], moved
+    assert f <= 0.4 and r >= 0.9, (f, r)
+    assert torch.equal(one, full.model(input_ids=ids).logits)

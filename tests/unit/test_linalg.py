@@ -3,7 +3,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erasekit.linalg import closed_form_embedding, conflict_projection, edit_weight, saliency_mask, uce_right_factor
+from erasekit.errors import UserError
+from erasekit.linalg import (closed_form_embedding, conflict_projection, edit_weight, null_space_projector,
+                             null_space_steering_map, saliency_mask, uce_right_factor)
 
 
 def _data(seed=0, d=24, out=16):
@@ -115,3 +117,38 @@ def test_conflict_projection_works_per_tensor_shape_and_dtype():
     torch.testing.assert_close(out.flatten().double(), conflict_projection(g_u, g_r, 1.0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="lam"):
         conflict_projection(g_u, g_r, -1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**16), st.integers(4, 24), st.integers(1, 20), st.floats(1e-3, 10.0))
+def test_null_space_steering_map_leaves_retain_rows_at_zero(seed, d, rank, gamma) -> None:
+    """MLLMEraser's closed form: W h_r = 0 for every retain row (and their span) when the retain rows
+    do not span the space, while forget rows off that span are steered (W h_f != 0)."""
+    rank = min(rank, d - 1)
+    g = torch.Generator().manual_seed(seed)
+    retain = torch.randn(3 * d, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g,
+                                                                                     dtype=torch.float64)
+    forget = torch.randn(5, d, generator=g, dtype=torch.float64)
+    targets = torch.randn(1, d, generator=g, dtype=torch.float64).expand(5, d)
+    p = null_space_projector(retain)
+    assert torch.allclose(p, p.T, atol=1e-10) and torch.allclose(p @ p, p, atol=1e-8)
+    assert (retain @ p).abs().max() <= 1e-8 * retain.abs().max()
+    w = null_space_steering_map(forget, targets, retain, gamma)
+    scale = float(w.abs().max()) * float(retain.abs().max())
+    assert w.shape == (d, d)
+    assert (retain @ w.T).abs().max() <= 1e-7 * max(scale, 1e-12)
+    mix = torch.randn(4, 3 * d, generator=g, dtype=torch.float64) @ retain  # anything in the retain span
+    assert (mix @ w.T).abs().max() <= 1e-7 * max(scale, 1e-12) * 3 * d
+    assert (forget @ w.T).norm() > 1e-6 * targets.norm()  # generic forget rows leave the span: steered
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.integers(4, 24), st.floats(0.5, 0.999))
+def test_null_space_projector_keeps_at_most_the_unkept_energy(seed, d, energy) -> None:
+    g = torch.Generator().manual_seed(seed)
+    acts = torch.randn(2 * d, d, generator=g, dtype=torch.float64) * torch.linspace(0.1, 3, d, dtype=torch.float64)
+    p = null_space_projector(acts, energy)
+    assert float((acts @ p).pow(2).sum()) <= (1 - energy + 1e-9) * float(acts.pow(2).sum())
+    assert torch.equal(null_space_projector(torch.zeros(3, d)), torch.eye(d, dtype=torch.float64))
+    with pytest.raises(UserError):
+        null_space_steering_map(acts, acts, acts, 0.0)

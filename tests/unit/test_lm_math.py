@@ -90,3 +90,22 @@ def test_tinytofu_is_deterministic_and_split() -> None:
     assert a.neighbour() and all(q.split == "retain" for q in a.neighbour())
     tok = data.build_tokenizer(a)
     assert tok.unk_token_id not in tok(" ".join(a.texts()[:50]))["input_ids"]
+
+
+def test_kif_capsule_removes_the_signature_mean_shift() -> None:
+    """KIF's capsule ``a <- a + s (u.a) u`` along the raw mean difference: at s = -1 the leak and
+    control means coincide on the signature (Cohen's d ~ 0); at s = -2 the shift is reversed."""
+    from erasekit.lm.methods.kif import Signature, cohens_d
+
+    g = torch.Generator().manual_seed(3)
+    control = torch.randn(200, 32, generator=g) * torch.linspace(0.5, 2, 32)
+    leak = torch.randn(8, 32, generator=g) + 3 * torch.randn(32, generator=g)
+    sig = Signature.fit(leak, control)
+    before = sig.effect(leak, control)
+    assert before > 3
+    for s, want in ((-1.0, 0.0), (-2.0, -before)):
+        cap = torch.eye(32) + s * torch.outer(sig.raw, sig.raw)
+        after = sig.effect(leak @ cap.T, control @ cap.T)
+        assert (abs(after) < 1e-4) if want == 0.0 else (after < -1), (s, after)
+    x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 4.0, 5.0])
+    assert abs(cohens_d(x, y) + 2.0) < 1e-6  # (2 - 4) / pooled sd 1
