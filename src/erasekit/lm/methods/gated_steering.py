@@ -26,7 +26,7 @@ threshold). The artifact is ``W`` (an adapter tensor) and the settings; nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -53,14 +53,13 @@ class GatedSteeringConfig(Config):
     energy: float = 0.99
     n_retain: int = 1024
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "layer": (">=", 0), "lam": (">", 0), "gamma": (">", 0), "energy": ("<=", 1), "n_retain": (">=", 1)}
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.layer >= 0, "layer", f"must be >= 0, got {self.layer}")
         check(self.direction in ("refusal", "retain"), "direction", f"must be refusal or retain, got {self.direction!r}")
-        check(self.lam > 0, "lam", f"must be > 0, got {self.lam}")
-        check(self.gamma > 0, "gamma", f"must be > 0, got {self.gamma}")
-        check(0 < self.energy <= 1, "energy", f"must be in (0, 1], got {self.energy}")
-        check(self.n_retain >= 1, "n_retain", f"must be >= 1, got {self.n_retain}")
+        check(self.energy > 0, "energy", f"must be in (0, 1], got {self.energy}")
 
 
 def erasure_direction(lm: LM, forget: list, retain_q: list[str], layer: int, kind: str) -> torch.Tensor:
