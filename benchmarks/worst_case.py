@@ -5,7 +5,8 @@ For each method: fit on the built-in concept, draw the evaluation's ``given`` an
 prompts (``--prompts`` each: the pool) with the evaluation seeds 0-3 and judge them, then compute
 the ``worst_case`` metric, which selects the k = max(4, 0.1 pool) prompts the erased model still
 renders best on seeds 4 and 5 and measures them on seeds 0-3: efficacy on the worst-case set beside
-the pool's average, once with the default excess loss and once with the paper's raw loss. Usage:
+the pool's average, once with the default excess loss and once with the paper's raw loss, and
+the correlation over the pool between a prompt's loss and its concept rate on seeds 0-3. Usage:
 ``python benchmarks/worst_case.py --concept heart --methods uce,esd:train_method=esd-x --threads 1``.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 
 from erasekit.concepts import get_concept
@@ -54,12 +56,15 @@ def main() -> None:
         with erasure.applied(pipe):
             images = generate(pipe, [p.text for p in pool], SEEDS, progress=False)
         answers = Answers(concept, pool, SEEDS, images, judge.predict(images), judge=judge, pipe=pipe, erasure=erasure)
+        shown = np.array([v[concept.family] == concept.name for v in answers.verdicts]).reshape(len(SEEDS), -1)
         row = {"seconds": 0.0}
         for loss in args.losses.split(","):
             metric.config = WorstCaseConfig(loss=loss)
             values = metric.compute(answers)
             row["pool"] = values["efficacy_pool"].to_json()
             row[f"worst_{loss}"] = values["efficacy_worst_k"].to_json()
+            losses = row[f"worst_{loss}"]["meta"]["pool_losses"]
+            row[f"corr_{loss}"] = round(float(np.corrcoef(losses, shown.mean(0))[0, 1]), 3)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows[label] = row
     if args.json:
@@ -73,9 +78,11 @@ def main() -> None:
         return f"{v['value']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
 
     losses = args.losses.split(",")
-    print(" | ".join(["method", "pool average", *(f"worst-k ({loss} loss)" for loss in losses), "seconds"]))
+    print(" | ".join(["method", "pool average", *(f"worst-k ({loss} loss)" for loss in losses),
+                      *(f"corr({loss} loss, concept rate)" for loss in losses), "seconds"]))
     for label, r in rows.items():
-        print(" | ".join([label, cell(r["pool"]), *(cell(r[f"worst_{loss}"]) for loss in losses), str(r["seconds"])]))
+        print(" | ".join([label, cell(r["pool"]), *(cell(r[f"worst_{loss}"]) for loss in losses),
+                          *(str(r[f"corr_{loss}"]) for loss in losses), str(r["seconds"])]))
         for loss in losses:
             print(f"  {loss}: " + "; ".join(r[f"worst_{loss}"]["meta"]["prompts"]))
 

@@ -66,7 +66,9 @@ LOSSES = ("excess", "raw")
 class WorstCaseConfig(Config):
     """Set size (``ratio`` of the pool, at least ``min_k``), the upper level (``iterations``,
     ``w_lr``, ``gamma``), the loss (``raw`` or ``excess`` over the unedited model's,
-    ``selection_seeds`` reference images per prompt, ``timesteps`` evenly spaced) and the optional lower level (``lower_steps`` sign-ESD steps of ``lower_lr``)."""
+    ``selection_seeds`` reference images per prompt, ``timesteps`` evenly spaced) and the optional
+    lower level (``lower_steps`` sign-ESD steps of ``lower_lr``, negative guidance ``lower_eta``,
+    ``x_t`` sampled at ``lower_guidance``)."""
 
     ratio: float = 0.1
     min_k: int = 4
@@ -94,9 +96,12 @@ class WorstCaseConfig(Config):
         check(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         check(self.lower_steps >= 0, "lower_steps", f"must be >= 0, got {self.lower_steps}")
         check(self.lower_lr > 0, "lower_lr", f"must be > 0, got {self.lower_lr}")
+        check(self.lower_eta >= 0, "lower_eta", f"must be >= 0, got {self.lower_eta}")
+        check(self.lower_guidance >= 0, "lower_guidance", f"must be >= 0, got {self.lower_guidance}")
 
     def k(self, n: int) -> int:
-        """The set size for a pool of ``n``: ``ratio * n`` rounded down (the paper's ``int``), at least ``min_k``, at most ``n``."""
+        """The set size for a pool of ``n``: ``ratio * n`` rounded down (the paper's ``int``), at
+        least ``min_k``, at most ``n``."""
         return min(n, max(self.min_k, int(n * self.ratio)))
 
 
@@ -165,8 +170,8 @@ def lower_level(ctx: AttackContext, prompts: Sequence[str], seeds: Sequence[int]
     parameters to the unedited weights, take ``cfg.lower_steps`` sign-SGD steps on the ``w``-weighted
     ESD loss (prompts cycled in order, as the paper's code does; ESD's sampled ``x_t``), then score
     every prompt with :func:`prompt_losses` (reference images ``refs`` and noise of ``seeds``; the
-    ESD steps draw from ``seeds[0]``) less ``offset``. ``ctx.erasure`` must edit weights and be applied to ``ctx.pipe``; the
-    pipeline is left as it was given."""
+    ESD steps draw from ``seeds[0]``) less ``offset``. ``ctx.erasure`` must edit weights and be
+    applied to ``ctx.pipe``; the pipeline is left as it was given."""
     from erasekit.methods.esd import latent_shape, sample_xt  # ESD's own x_t sampling
 
     erasure = ctx.erasure
@@ -186,15 +191,14 @@ def lower_level(ctx: AttackContext, prompts: Sequence[str], seeds: Sequence[int]
     def losses_of(w: np.ndarray) -> np.ndarray:
         gen = torch.Generator().manual_seed(seeds[0])
         with restored(params):  # the erasure's weights come back afterwards
-            with torch.no_grad():  # reset: theta_u starts from the unedited weights
-                for k, p in params.items():
-                    p.copy_(unedited[k])
+            _load(params, unedited)  # reset: theta_u starts from the unedited weights
             with training(pipe.unet, params.values()):
                 for step in range(cfg.lower_steps):
                     i = step % len(prompts)
                     cond = conds[i : i + 1]
                     stop = int(torch.randint(ctx.steps - 1, (1,), generator=gen))
-                    with _swapped(params, unedited):  # the frozen teacher: the unedited model
+                    with restored(params):  # the frozen teacher: the unedited model
+                        _load(params, unedited)
                         x_t, t = sample_xt(pipe.unet, scheduler, cond, uncond, stop, cfg.lower_guidance, shape, gen)
                         with torch.no_grad():
                             e_u, e_c = pipe.unet(torch.cat([x_t, x_t]), t,
@@ -213,22 +217,10 @@ def lower_level(ctx: AttackContext, prompts: Sequence[str], seeds: Sequence[int]
     return losses_of
 
 
-class _swapped:
-    """``params`` hold ``values`` inside the block, their own values again after it."""
-
-    def __init__(self, params: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
-        self.params, self.values, self.saved = params, values, {}
-
-    def __enter__(self) -> None:
-        with torch.no_grad():
-            for k, p in self.params.items():
-                self.saved[k] = p.detach().clone()
-                p.copy_(self.values[k])
-
-    def __exit__(self, *exc: Any) -> None:
-        with torch.no_grad():
-            for k, p in self.params.items():
-                p.copy_(self.saved[k])
+@torch.no_grad()
+def _load(params: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
+    for k, p in params.items():
+        p.copy_(values[k])
 
 
 def worst_case_set(pipe: Any, erasure: Any, concept: Any, judge: Any, prompts: Sequence[str], seeds: Sequence[int],

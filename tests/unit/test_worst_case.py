@@ -92,3 +92,26 @@ def test_lower_level_resets_trains_and_leaves_the_erasure_as_it_was(random_testb
             assert torch.equal(p, applied[k]), k
     for k, p in pipe.unet.named_parameters():
         assert torch.equal(p, before[k]), k
+
+
+def test_erasekit_eval_stores_it_and_the_report_shows_it(shipped_testbed, shipped_judge, heart_uce, tmp_path):
+    """``erasekit eval --metrics worst_case``: erasure runs only, stored with its meta, in the report."""
+    from erasekit.evaluation import EvalConfig, evaluate
+    from erasekit.report import build_report
+    from erasekit.store import Store
+
+    concept, erasure = heart_uce
+    store = Store(tmp_path / "w.db")
+    cfg = EvalConfig(n_prompts=3, seeds=(0,), steps=4, batch=64)
+    with pytest.raises(ValueError, match="'worst_case' cannot run on this evaluation: it needs the unedited"):
+        evaluate(store, shipped_testbed, shipped_judge, concept, cfg, metrics=("worst_case",))
+    result = evaluate(store, shipped_testbed, shipped_judge, concept, cfg, erasure=erasure,
+                      metrics=("efficacy", "worst_case"), progress=False)
+    worst, pool = result["metrics"]["efficacy_worst_k"], result["metrics"]["efficacy_pool"]
+    assert worst["meta"]["k"] == 4 and worst["meta"]["pool"] == 6 and worst["meta"]["selection_seeds"] == [1, 2]
+    assert worst["n"] == 4 and pool["n"] == 6
+    baseline = next(r for r in store.runs() if r["kind"] == "baseline")
+    assert "efficacy_worst_k" not in store.metrics(baseline["run_id"])
+    html = (tmp_path / "r.html")
+    build_report(store, html)
+    assert "worst-case k" in html.read_text()

@@ -24,7 +24,7 @@ class WorstCase(Metric):
     denoising loss, selected on other seeds), beside the pool's average (Challenging Forgets)."""
 
     higher_is_better = True
-    needs = ("judge", "attributes", "model")
+    needs = ("judge", "attributes", "base_images", "model")  # an erasure run: its excess loss
     default = False  # it draws and scores the pool again on its own seeds
     order = 12
     report = {"efficacy_worst_k": "efficacy<br>worst-case k", "efficacy_pool": "efficacy<br>worst-case pool"}
@@ -53,7 +53,7 @@ class WorstCase(Metric):
                 "lower_steps": self.config.lower_steps,
                 "prompts": [answers.prompts[pool[j]].text for j in sel.chosen],
                 "losses": [round(float(sel.losses[j]), 6) for j in sel.chosen],
-                "pool_mean_loss": round(float(sel.losses.mean()), 6)}
+                "pool_losses": [round(float(x), 6) for x in sel.losses]}  # in pool order
         return {"efficacy_worst_k": Value(worst.value, worst.low, worst.high, True, worst.n, worst.samples, meta),
                 "efficacy_pool": Value(average.value, average.low, average.high, True, average.n, average.samples,
                                        {"pool": len(pool), "splits": list(POOL_SPLITS)})}
