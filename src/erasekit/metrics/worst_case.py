@@ -20,8 +20,9 @@ POOL_SPLITS = ("given", "known")
 
 @METRICS.register("worst_case")
 class WorstCase(Metric):
-    """Worst-case efficacy: on the k pool prompts the erased model still renders best (lowest
-    denoising loss, selected on other seeds), beside the pool's average (Challenging Forgets)."""
+    """Worst-case efficacy: on the k target prompts the erased model still renders best, beside the pool's average.
+
+    Challenging Forgets (Fan et al. 2024): lowest excess denoising loss, selected on other seeds."""
 
     higher_is_better = True
     needs = ("judge", "attributes", "base_images", "model")  # an erasure run: its excess loss
