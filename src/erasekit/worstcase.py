@@ -56,7 +56,6 @@ from erasekit.losses import esd_target
 from erasekit.pipelines import encode, frozen, get_parameter, training
 from erasekit.sampling import generate_jobs, noise_seed
 
-
 #: ``raw``: the paper's loss of the unlearned model; ``excess``: less the unedited model's loss on
 #: the same image and noise (the default; see the module docstring)
 LOSSES = ("excess", "raw")

@@ -3,8 +3,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erasekit.linalg import (closed_form_embedding, conflict_projection, edit_weight, project_capped_simplex, saliency_mask,
-                             uce_right_factor)
+from erasekit.linalg import (
+    closed_form_embedding,
+    conflict_projection,
+    edit_weight,
+    project_capped_simplex,
+    saliency_mask,
+    uce_right_factor,
+)
 
 
 def _data(seed=0, d=24, out=16):

@@ -11,7 +11,13 @@ from erasekit.erasure import get_method, make_config
 from erasekit.evaluation import eval_prompts
 from erasekit.metrics import Answers, get_metric
 from erasekit.sampling import generate
-from erasekit.worstcase import WorstCaseConfig, lower_level, prompt_losses, select, unedited_images
+from erasekit.worstcase import (
+    WorstCaseConfig,
+    lower_level,
+    prompt_losses,
+    select,
+    unedited_images,
+)
 
 
 def test_upper_level_keeps_weights_feasible_and_picks_the_lowest_losses():
