@@ -92,12 +92,12 @@ def artifact_info(folder: Path, erasure: Erasure | Stack) -> dict[str, Any]:
             "params_changed": int(sum(t.numel() for t in erasure.weights.values())), "folder": str(folder)}
 
 
-def floor_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
-    """The seeds of the oracle's noise-floor images: as many as ``seeds``, the smallest
-    non-negative integers not among them (same prompts, other noise)."""
+def floor_seeds(seeds: tuple[int, ...], n: int | None = None) -> tuple[int, ...]:
+    """The seeds of the oracle's noise-floor images (and of the worst-case selection): ``n`` (default
+    as many as ``seeds``), the smallest non-negative integers not among them (same prompts, other noise)."""
     out: list[int] = []
     k = 0
-    while len(out) < len(seeds):
+    while len(out) < (len(seeds) if n is None else n):
         if k not in seeds:
             out.append(k)
         k += 1
@@ -113,7 +113,9 @@ def oracle_for(domain: Domain | None, concept: Concept, pipe: Any) -> Any:
 
 def available(judge: Any, domain: Domain | None, erasure: Erasure | None, oracle: bool = False) -> frozenset[str]:
     """What an evaluation's answer set will carry (see :attr:`erasekit.metrics.base.Metric.needs`)."""
-    have = {"judge"} if judge is not None else set()
+    have = {"model"}  # evaluate() has the pipeline in hand
+    if judge is not None:
+        have.add("judge")
     if oracle:
         have.add("oracle")
     if domain is not None:
@@ -246,6 +248,7 @@ def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Dom
 
     answers = load_answers(store, run_id, concept, prompts, list(cfg.seeds), judge)
     answers.artifact = info
+    answers.pipe, answers.erasure, answers.steps, answers.guidance = pipe, erasure, cfg.steps, cfg.guidance
     if base_run is not None:
         answers.base_images = load_answers(store, base_run["run_id"], concept, prompts, list(cfg.seeds), None).images
     if oracle_runs is not None:

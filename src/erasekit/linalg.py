@@ -238,3 +238,31 @@ def null_space_steering_map(forget: torch.Tensor, targets: torch.Tensor, retain:
     keep = evals > gamma / 2  # range(P); the rest is the kernel P leaves
     pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
     return _f64(targets).T @ hp @ pinv
+def project_capped_simplex(v: torch.Tensor, k: float, tol: float = 1e-9, max_iter: int = 200) -> torch.Tensor:
+    """The Euclidean projection of ``v`` onto ``{w : 0 <= w <= 1, sum w = k}``, by bisection.
+
+    The worst-case forget-set selection of Fan et al. (Challenging Forgets, ECCV 2024) keeps its
+    weights there: the projection is ``clamp(v - tau, 0, 1)`` for the shift ``tau`` at which the
+    sum is ``k`` (the sum falls monotonically in ``tau``, from ``n`` at ``min v - 1`` to 0 at
+    ``max v``), found by bisection to ``tol`` on the sum. Order-preserving: ``v_i >= v_j`` gives
+    ``w_i >= w_j``. Returned in ``v``'s dtype.
+    """
+    if v.ndim != 1 or not v.numel():
+        raise UserError(f"v: must be a non-empty vector, got shape {tuple(v.shape)}")
+    n = v.numel()
+    if not 0 <= k <= n:
+        raise UserError(f"k: must be in [0, {n}], got {k}")
+    x = _f64(v)
+    if not torch.isfinite(x).all():
+        raise UserError("v: must be finite")
+    low, high = float(x.min()) - 1.0, float(x.max())  # sum n at low, 0 at high
+    for _ in range(max_iter):
+        mid = 0.5 * (low + high)
+        total = float((x - mid).clamp(0.0, 1.0).sum())
+        if abs(total - k) <= tol:
+            break
+        if total > k:
+            low = mid
+        else:
+            high = mid
+    return (x - mid).clamp(0.0, 1.0).to(v.dtype)

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from erasekit.errors import UserError
 from erasekit.linalg import (closed_form_embedding, conflict_projection, edit_weight, null_space_projector,
-                             null_space_steering_map, saliency_mask, uce_right_factor)
+                             null_space_steering_map, project_capped_simplex, saliency_mask, uce_right_factor)
 
 
 def _data(seed=0, d=24, out=16):
@@ -152,3 +152,42 @@ def test_null_space_projector_keeps_at_most_the_unkept_energy(seed, d, energy) -
     assert torch.equal(null_space_projector(torch.zeros(3, d)), torch.eye(d, dtype=torch.float64))
     with pytest.raises(UserError):
         null_space_steering_map(acts, acts, acts, 0.0)
+def _vector(seed: int, n: int, scale: float) -> torch.Tensor:
+    return scale * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 40), st.floats(0, 1), st.floats(1e-3, 1e3))
+def test_capped_simplex_projection_is_feasible_idempotent_and_the_nearest_point(seed, n, frac, scale):
+    k = frac * n
+    v = _vector(seed, n, scale)
+    w = project_capped_simplex(v, k)
+    assert float(w.min()) >= 0 and float(w.max()) <= 1
+    assert abs(float(w.sum()) - k) < 1e-6
+    torch.testing.assert_close(project_capped_simplex(w, k), w, atol=1e-7, rtol=0)  # feasible points stay
+    order = torch.argsort(v)
+    assert bool((w[order].diff() >= -1e-12).all())  # the order of v is kept
+    # the nearest feasible point: <v - w, u - w> <= 0 for every feasible u (here: projections of others)
+    for other in range(4):
+        u = project_capped_simplex(_vector(seed + other + 1, n, 3.0), k)
+        assert float((v - w) @ (u - w)) <= 1e-6 * max(1.0, scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 40), st.data())
+def test_a_long_step_from_uniform_weights_lands_on_the_k_lowest_losses(seed, n, data):
+    """gamma 0, w_lr large: one upper-level step is the top-K indicator of -loss."""
+    k = data.draw(st.integers(1, n))
+    loss = _vector(seed, n, 1.0)
+    w = project_capped_simplex(torch.full((n,), k / n, dtype=torch.float64) - 1e6 * loss, k)
+    expected = torch.zeros(n, dtype=torch.float64)
+    expected[torch.argsort(loss)[:k]] = 1.0
+    torch.testing.assert_close(w, expected, atol=1e-6, rtol=0)
+
+
+def test_capped_simplex_projection_rejects_what_has_no_projection():
+    with pytest.raises(ValueError, match="k"):
+        project_capped_simplex(torch.zeros(3), 4)
+    with pytest.raises(ValueError, match="finite"):
+        project_capped_simplex(torch.tensor([0.0, float("nan")]), 1)
+    assert project_capped_simplex(torch.tensor([0.3, 0.2], dtype=torch.float32), 1).dtype == torch.float32

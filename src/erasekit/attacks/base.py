@@ -188,12 +188,13 @@ class AttackContext:
         """A prompt of ``attributes`` whose concept word is ``phrase`` (other words: the domain's plain ones)."""
         return self.domain.prompt(attributes, {self.concept.family: phrase})  # type: ignore[dict-item]
 
-    def loss(self, unet: torch.nn.Module, x0: torch.Tensor, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """The erased model's denoising loss on ``x0``; against an inference-time guard it is taken
-        on the guided prediction at the deployed guidance, where the guard acts."""
+    def loss(self, unet: torch.nn.Module, x0: torch.Tensor, states: torch.Tensor, gen: torch.Generator,
+             timesteps: torch.Tensor | None = None) -> torch.Tensor:
+        """The erased model's denoising loss on ``x0`` (at ``timesteps``, else random ones); against an
+        inference-time guard it is taken on the guided prediction at the deployed guidance, where the guard acts."""
         if not (self.guard and self.guided_loss):
-            return denoising_loss(unet, self.pipe.scheduler, x0, states, gen)
-        return denoising_loss(unet, self.pipe.scheduler, x0, states, gen, guidance=self.guidance,
+            return denoising_loss(unet, self.pipe.scheduler, x0, states, gen, timesteps)
+        return denoising_loss(unet, self.pipe.scheduler, x0, states, gen, timesteps, guidance=self.guidance,
                               uncond=self._uncond)
 
     @cached_property

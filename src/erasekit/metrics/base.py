@@ -14,6 +14,7 @@ import numpy as np
 
 from erasekit.concepts import OTHER, TARGET_SPLITS, Concept, EvalPrompt
 from erasekit.registry import Registered, Registry
+from erasekit.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from erasekit.stats import bootstrap_mean
 
 __all__ = ["METRICS", "OTHER", "TARGET_SPLITS", "Answers", "EvalPrompt", "Metric", "Value", "default_metrics",
@@ -37,6 +38,12 @@ class Answers:
     judge: Any = None
     artifact: dict[str, Any] | None = None
     domain: Any = None  # the concept's :class:`~erasekit.domain.Domain` (built-in concepts)
+    #: the evaluated model in process (``erasekit eval``): the unedited pipeline, the erasure
+    #: (``None``: the pipeline itself was evaluated) and the sampler settings of ``images``
+    pipe: Any = None
+    erasure: Any = None
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
 
     def rows(self) -> Iterator[tuple[int, int, EvalPrompt, int]]:
         """``(prompt_index, seed, prompt, image_index)`` for every image."""
@@ -74,6 +81,7 @@ NEEDS: dict[str, str] = {
     "base_images": "needs the unedited model's images (evaluate an erasure, not the baseline)",
     "artifact": "applies to erasure runs only (fit cost and artifact size)",
     "oracle": "needs an oracle model trained without the concept (the testbed's, for skull, logo and neon)",
+    "model": "needs the model itself, in process (as `erasekit eval` computes it), not only its images",
 }
 
 
