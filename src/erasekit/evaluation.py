@@ -113,7 +113,7 @@ def oracle_for(domain: Domain | None, concept: Concept, pipe: Any) -> Any:
 
 def available(judge: Any, domain: Domain | None, erasure: Erasure | None, oracle: bool = False) -> frozenset[str]:
     """What an evaluation's answer set will carry (see :attr:`erasekit.metrics.base.Metric.needs`)."""
-    have = {"judge"} if judge is not None else set()
+    have = {"model"} | ({"judge"} if judge is not None else set())
     if oracle:
         have.add("oracle")
     if domain is not None:
@@ -196,7 +196,7 @@ def evaluate(
         stored = store.run(run_id)
         try:
             return _fill_run(store, pipe, judge, concept, domain, cfg, erasure, artifact_dir, metric_objs, progress,
-                             name, run_id, info, base_fp, base_run, kind, oracle_runs)
+                             name, run_id, info, base_fp, base_run, kind, oracle_runs, oracle_pipe)
         except Exception:
             if stored is None or stored["state"] != "complete":  # a failed run leaves nothing behind
                 store.delete_run(run_id)
@@ -208,7 +208,8 @@ def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Dom
               erasure: Erasure | None, artifact_dir: str | Path | None, metric_objs: dict[str, Metric], progress: bool,
               name: str | None, run_id: str, info: dict[str, Any] | None, base_fp: str,
               base_run: dict[str, Any] | None, kind: str | None = None,
-              oracle_runs: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+              oracle_runs: tuple[dict[str, Any], dict[str, Any]] | None = None,
+              oracle_pipe: Any = None) -> dict[str, Any]:
     """Add the run row, generate and judge what is missing (committed chunk by chunk), compute the
     metrics not stored yet, mark the run complete."""
     image_dir = store.image_root / run_id
@@ -246,6 +247,7 @@ def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Dom
 
     answers = load_answers(store, run_id, concept, prompts, list(cfg.seeds), judge)
     answers.artifact = info
+    answers.pipe, answers.erasure, answers.oracle_pipe = pipe, erasure, oracle_pipe
     if base_run is not None:
         answers.base_images = load_answers(store, base_run["run_id"], concept, prompts, list(cfg.seeds), None).images
     if oracle_runs is not None:

@@ -37,6 +37,11 @@ class Answers:
     judge: Any = None
     artifact: dict[str, Any] | None = None
     domain: Any = None  # the concept's :class:`~erasekit.domain.Domain` (built-in concepts)
+    #: the models themselves, for metrics that look inside them (``needs`` "model"): the pipeline
+    #: (unedited while metrics run), the erasure to apply to it, and the oracle's pipeline
+    pipe: Any = None
+    erasure: Any = None
+    oracle_pipe: Any = None
 
     def rows(self) -> Iterator[tuple[int, int, EvalPrompt, int]]:
         """``(prompt_index, seed, prompt, image_index)`` for every image."""
@@ -73,6 +78,7 @@ NEEDS: dict[str, str] = {
     "domain": "needs a built-in concept of a domain (reference images)",
     "base_images": "needs the unedited model's images (evaluate an erasure, not the baseline)",
     "artifact": "applies to erasure runs only (fit cost and artifact size)",
+    "model": "needs the model itself (a pipeline being evaluated, not stored images)",
     "oracle": "needs an oracle model trained without the concept (the testbed's, for skull, logo and neon)",
 }
 
