@@ -220,6 +220,9 @@ class ProbeSet:
 def verdict(model: SiteResult, oracle: SiteResult) -> str:
     """``deleted`` when the model's probe accuracy and AUC are each within the oracle's 95% interval
     or below it (the concept is no more decodable than in a model that never learned it), else
-    ``suppressed``."""
+    ``suppressed``; ``uninformative`` when the oracle itself decodes it (AUC >= 0.95: the site
+    carries the prompt's words, not what the model learned, as a frozen shared encoder does)."""
+    if oracle.auc >= 0.95:
+        return "uninformative"
     deleted = model.accuracy <= oracle.accuracy_ci[1] and model.auc <= oracle.auc_ci[1]
     return "deleted" if deleted else "suppressed"

@@ -21,7 +21,8 @@ this site), ``mode = "random"`` one random direction (the control: is the probe'
 special?). ``benchmarks/restore_ablation.py`` runs the three.
 
 Like the SAE restoration it is an analysis, not a threat: whoever holds the unedited weights has
-the concept already. Reconstructed for a diffusion UNet: the site (the mid block), the probe
+the concept already, so a benchmark leaderboard shows it without counting it in a method's worst
+case (``worst_case = False``). Reconstructed for a diffusion UNet: the site (the mid block), the probe
 direction in place of SAE features and the strength ladder are our choices. The unedited UNet is
 copied once per run (for Stable Diffusion that is a second UNet in memory).
 """
@@ -86,6 +87,7 @@ class Restore(Attack):
     default_budget = 4
     order = 95
     test_budget = 1
+    worst_case = False  # an analysis: whoever holds the unedited weights has the concept already
     shared = True  # the probe and the unedited copy serve every target
     strengths = (1.0, 2.0, 4.0, 8.0)
     #: ``probe`` (the attack), ``full`` (every channel: the ablation's ceiling), ``random`` (a random direction)

@@ -28,7 +28,7 @@ def _value(r: SiteResult, stat: str, meta: dict) -> Value:
 class ConceptProbe(Metric):
     """Concept probe: held-out accuracy and AUC of linear probes for the concept, fitted on the
     unedited model's text states and UNet mid-block features, scored on this model and the oracle
-    (lower: less decodable); the verdict per site is deleted or suppressed against the oracle."""
+    (lower: less decodable); per site, a verdict against the oracle: deleted, suppressed or uninformative."""
 
     higher_is_better = False
     needs = ("domain", "model")
