@@ -5,9 +5,10 @@
 Fits the probes on the unedited model once, then scores them on the unedited model (held-out
 prompts: the probe's own check), on the oracle (when the concept has one) and on each method's
 erased model, with the verdict per site against the oracle; then runs the ``restore`` attack on
-each erased model in each ``--modes`` (``probe``: the attack; ``full``: every mid-block channel;
-``random``: a random direction, the control). Usage: ``python benchmarks/concept_probe.py
-[--concept skull] [--methods uce,rece,esd:train_method=esd-x] [--modes probe,full,random]``.
+each erased model in each ``--modes`` (``family``: the attack, the family's probe subspace;
+``probe``: the binary concept probe's one direction; ``full``: every mid-block channel; ``random``:
+as many random directions as ``family``, the control). Usage: ``python benchmarks/concept_probe.py
+[--concept skull] [--methods uce,rece,esd:train_method=esd-x] [--modes family,full,random]``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--concept", default="skull")
     parser.add_argument("--methods", default="uce,rece,esd:train_method=esd-x")
-    parser.add_argument("--modes", default="probe,full,random")
+    parser.add_argument("--modes", default="family,probe,full,random")
     parser.add_argument("--n-prompts", type=int, default=8, help="restore targets: given prompts (seed 0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")

@@ -123,12 +123,35 @@ def mid_features(pipe: Any, prompts: list[str], seeds: tuple, timesteps: tuple, 
     return torch.cat(out).reshape(len(prompts), len(seeds), len(ts), -1).numpy()
 
 
-def features(pipe: Any, prompts: list[str], seeds: tuple, cfg: ProbeConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per site, ``(x, prompt_index)``: one row per sample and the prompt it came from."""
+def features(pipe: Any, prompts: list[str], seeds: tuple,
+             cfg: ProbeConfig) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per site, ``(x, prompt_index, seed)``: one row per sample, its prompt and its noise seed
+    (the text states have no noise: the first seed)."""
     text = text_features(pipe, prompts)
     mid = mid_features(pipe, prompts, seeds, cfg.timesteps, cfg.batch)
     n, s, t, c = mid.shape
-    return {"text": (text, np.arange(n)), "mid": (mid.reshape(n * s * t, c), np.repeat(np.arange(n), s * t))}
+    seed_of = np.tile(np.repeat(np.asarray(seeds), t), n)
+    return {"text": (text, np.arange(n), np.full(n, seeds[0])),
+            "mid": (mid.reshape(n * s * t, c), np.repeat(np.arange(n), s * t), seed_of)}
+
+
+def family_directions(base: Any, concept: Concept, cfg: ProbeConfig) -> torch.Tensor:
+    """An orthonormal basis ``(C, k)`` of the mid-block directions that tell the values of the
+    concept's family apart: a multinomial logistic regression (classes balanced) on the unedited
+    model's ``mid`` features of the concept's given and known prompts and the other values'
+    prompts, its class weights taken to the raw feature space and orthonormalised."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    prompts = [p for p in eval_prompts(concept, cfg.n_prompts, cfg.prompt_seed) if p.split in (*POSITIVE, OTHER)]
+    labels = np.array([(p.attributes or {})[concept.family] for p in prompts])
+    mid = mid_features(base, [p.text for p in prompts], cfg.seeds, cfg.timesteps, cfg.batch)
+    n, s, t, c = mid.shape
+    x, y = mid.reshape(n * s * t, c), np.repeat(labels, s * t)
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(max_iter=cfg.max_iter, class_weight="balanced").fit(scaler.transform(x), y)
+    w = torch.as_tensor(clf.coef_ / scaler.scale_, dtype=torch.float32)  # (values, C)
+    return torch.linalg.qr(w.T).Q
 
 
 @dataclass
@@ -178,7 +201,7 @@ class SiteResult:
     auc: float
     auc_ci: tuple[float, float]
     n: int
-    samples: tuple = field(default=())
+    samples: tuple = field(default=())  # (prompt_index, seed, accuracy over its timesteps)
 
 
 @dataclass
@@ -195,25 +218,27 @@ class ProbeSet:
         """Fit a probe per site on ``base`` (the unedited model, as it is when called)."""
         prompts, labels = probe_prompts(concept, cfg.n_prompts, cfg.prompt_seed)
         probes = {site: LinearProbe.fit(x, labels[owner], cfg.max_iter)
-                  for site, (x, owner) in features(base, prompts, cfg.seeds, cfg).items()}
+                  for site, (x, owner, _) in features(base, prompts, cfg.seeds, cfg).items()}
         return cls(cfg, probes, *probe_prompts(concept, cfg.n_prompts, cfg.test_prompt_seed))
 
     def score(self, pipe: Any) -> dict[str, SiteResult]:
         """The unedited probes on ``pipe``'s features (as it is: erasure applied or not) for the
         held-out prompts and seeds."""
         out = {}
-        for site, (x, owner) in features(pipe, self.test_prompts, self.cfg.test_seeds, self.cfg).items():
+        for site, (x, owner, seed) in features(pipe, self.test_prompts, self.cfg.test_seeds, self.cfg).items():
             s, y = self.probes[site].score(x), self.test_labels[owner]
             correct = ((s > 0) == (y == 1)).astype(float)
             mean, low, high = bootstrap_mean(correct, groups=owner)
             rows = [np.flatnonzero(owner == i) for i in range(len(self.test_prompts))]
 
-            def resampled_auc(picks: np.ndarray) -> float:
+            def resampled_auc(picks: np.ndarray, rows=rows, s=s, y=y) -> float:
                 idx = np.concatenate([rows[i] for i in picks])
                 return auc(s[idx], y[idx])
 
+            cells = sorted({(int(i), int(z)) for i, z in zip(owner, seed)})  # per prompt and seed: mean over timesteps
+            samples = tuple((i, z, float(correct[(owner == i) & (seed == z)].mean())) for i, z in cells)
             out[site] = SiteResult(mean, (low, high), auc(s, y), bootstrap_stat(len(rows), resampled_auc), len(correct),
-                                   tuple((int(i), int(k), float(c)) for k, (i, c) in enumerate(zip(owner, correct))))
+                                   samples)
         return out
 
 

@@ -5,25 +5,31 @@ representation back toward the unedited model's should bring the concept back.
 
 While the erased model samples the target prompt, a hook on its UNet also runs an unedited copy
 of the UNet on the same input (with the unedited text encoder's states of the same prompts) and
-moves the erased mid block's output ``h`` toward the unedited one's ``h_orig`` along the concept
-probe's direction ``w`` (the linear probe of :mod:`erasekit.probe`, fitted on the unedited model's
-mid-block features): ``h <- h + alpha * w w^T (h_orig - h)`` at every spatial position, on both
-halves of the guidance batch. The paper's injection ``f <- f + alpha (f_orig - f)`` moves a
-sparse autoencoder's expert features; here the probe's one direction plays their part (the
-language models' SAE version is :mod:`erasekit.lm.attacks.sae_restore`). Budget: the strengths
-tried, in order ``alpha = 1, 2, 4, 8`` (1 puts back the unedited model's component along ``w``;
-larger ones overshoot along it, as the paper's alpha 5 and 10 do), stopping at the first image
-the judge sees the concept in.
+moves the erased mid block's output ``h`` toward the unedited one's ``h_orig`` within the concept
+family's probe subspace ``Q``: ``h <- h + alpha * Q Q^T (h_orig - h)`` at every spatial position,
+on both halves of the guidance batch. ``Q`` is the orthonormalised span of a multinomial linear
+probe's class directions for the family's values (:func:`erasekit.probe.family_directions`, fitted
+on the unedited model's mid-block features of 8 prompts per target split, seed 0: a shared cost of
+a few seconds): 8 of the testbed's 64 mid-block channels' directions for shapes. The paper's
+injection ``f <- f + alpha (f_orig - f)`` moves a sparse autoencoder's expert features; the
+probe's directions play their part here (the language models' SAE version is
+:mod:`erasekit.lm.attacks.sae_restore`). Budget: the strengths tried, in order ``alpha = 1, 2, 4,
+8`` (1 puts back the unedited model's component in ``Q``; larger ones overshoot along it, as the
+paper's alpha 5 and 10 do), stopping at the first image the judge sees the concept in.
+
+Tuned on ``heart`` and ``star`` only (UCE, 8 targets each; docs/results.md): the family subspace
+broke 7 of 8 and 3 of 8 targets where the binary concept probe's single direction
+(``mode = "probe"``, the :mod:`erasekit.probe` metric's ``mid`` probe) broke 4 and 0.
 
 C5's caveat (the paper also interpolates the CLS token, which may carry the effect) asks for the
 ablation: ``mode = "full"`` moves every channel of the mid block (the ceiling of a restoration at
-this site), ``mode = "random"`` one random direction (the control: is the probe's direction
-special?). ``benchmarks/restore_ablation.py`` runs the three.
+this site), ``mode = "random"`` as many random orthonormal directions as ``Q`` has (the control:
+are the probe's directions special?). ``benchmarks/concept_probe.py`` runs them side by side.
 
 Like the SAE restoration it is an analysis, not a threat: whoever holds the unedited weights has
 the concept already, so a benchmark leaderboard shows it without counting it in a method's worst
-case (``worst_case = False``). Reconstructed for a diffusion UNet: the site (the mid block), the probe
-direction in place of SAE features and the strength ladder are our choices. The unedited UNet is
+case (``worst_case = False``). Reconstructed for a diffusion UNet: the site (the mid block), probe
+directions in place of SAE features and the strength ladder are our choices. The unedited UNet is
 copied once per run (for Stable Diffusion that is a second UNet in memory).
 """
 
@@ -37,16 +43,16 @@ import torch
 
 from erasekit.attacks.base import ATTACKS, Attack, AttackContext, Outcome, Target, measured
 from erasekit.pipelines import call_states, encode
-from erasekit.probe import ProbeConfig, ProbeSet, mid_block_output
+from erasekit.probe import ProbeConfig, ProbeSet, family_directions, mid_block_output
 
-MODES = ("probe", "full", "random")
+MODES = ("probe", "family", "full", "random")
 
 
 @contextmanager
-def restoring(pipe: Any, base_unet: torch.nn.Module, direction: torch.Tensor | None, alpha: float,
+def restoring(pipe: Any, base_unet: torch.nn.Module, basis: torch.Tensor | None, alpha: float,
               base_states: torch.Tensor | None = None) -> Iterator[dict[str, int]]:
     """Sample ``pipe`` with its mid-block output moved toward ``base_unet``'s on the same call:
-    along the unit ``direction`` (``None``: every channel). ``base_states`` replaces the call's
+    within the span of ``basis``'s orthonormal columns ``(C, k)`` (``None``: every channel). ``base_states`` replaces the call's
     text states for the unedited UNet when the batch sizes match (the unedited encoder's). Yields
     a counter of the unedited UNet's evaluations (per sample); both hooks go on exit."""
     box: dict[str, Any] = {"evals": 0}
@@ -63,9 +69,9 @@ def restoring(pipe: Any, base_unet: torch.nn.Module, direction: torch.Tensor | N
 
     def post(_m, _i, h):
         gap = box["orig"].to(h.dtype) - h
-        if direction is not None:
-            d = direction.to(h.device, h.dtype)[None, :, None, None]
-            gap = (gap * d).sum(1, keepdim=True) * d
+        if basis is not None:
+            q = basis.to(h.device, h.dtype)
+            gap = torch.einsum("bkhw,ck->bchw", torch.einsum("bchw,ck->bkhw", gap, q), q)
         return h + alpha * gap
 
     handles = [pipe.unet.register_forward_pre_hook(pre, with_kwargs=True),
@@ -79,7 +85,7 @@ def restoring(pipe: Any, base_unet: torch.nn.Module, direction: torch.Tensor | N
 
 @ATTACKS.register("restore")
 class Restore(Attack):
-    """Restoration: move the erased UNet's mid-block features toward the unedited model's along the concept probe (Suppression or Deletion)."""
+    """Restoration: move the erased UNet's mid-block features toward the unedited model's along the concept probes (Suppression or Deletion)."""
 
     threat_model = "white-box: the erased weights and the unedited model's (an analysis: suppressed or deleted?)"
     needs = "the unedited model (the probe is fitted on it; its UNet runs beside the erased one)"
@@ -90,8 +96,9 @@ class Restore(Attack):
     worst_case = False  # an analysis: whoever holds the unedited weights has the concept already
     shared = True  # the probe and the unedited copy serve every target
     strengths = (1.0, 2.0, 4.0, 8.0)
-    #: ``probe`` (the attack), ``full`` (every channel: the ablation's ceiling), ``random`` (a random direction)
-    mode = "probe"
+    #: ``family`` (the attack: the family's probe subspace), ``probe`` (the binary concept probe's one
+    #: direction), ``full`` (every channel: the ablation's ceiling), ``random`` (random directions, as many)
+    mode = "family"
     probe_config = ProbeConfig(n_prompts=8, seeds=(0,))
 
     def attack_all(self, ctx: AttackContext, targets: list[Target], budget: int, gen: torch.Generator,
@@ -100,13 +107,13 @@ class Restore(Attack):
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         with ctx.unedited() as base:
             self._base_unet = copy.deepcopy(base.unet).eval()
-            self._direction = None
-            if self.mode != "full":
-                probes = ProbeSet.fit(base, ctx.concept, self.probe_config)
-                self._direction = probes.probes["mid"].direction()
-                if self.mode == "random":
-                    d = torch.randn(self._direction.shape, generator=gen)
-                    self._direction = d / d.norm()
+            self._basis = None
+            if self.mode == "probe":
+                self._basis = ProbeSet.fit(base, ctx.concept, self.probe_config).probes["mid"].direction()[:, None]
+            elif self.mode in ("family", "random"):
+                self._basis = family_directions(base, ctx.concept, self.probe_config)
+                if self.mode == "random":  # as many random orthonormal directions
+                    self._basis = torch.linalg.qr(torch.randn(self._basis.shape, generator=gen)).Q
         try:
             return super().attack_all(ctx, targets, budget, gen, progress)
         finally:
@@ -120,7 +127,7 @@ class Restore(Attack):
         def run(counter) -> Outcome:
             last, extra = None, 0
             for k, alpha in enumerate(self.strengths[:budget]):
-                with restoring(pipe, self._base_unet, self._direction, alpha, base_states) as box:
+                with restoring(pipe, self._base_unet, self._basis, alpha, base_states) as box:
                     img = ctx.generate(target.prompt, target.seed, target.noise)
                 extra += box["evals"]
                 verdict = ctx.judge_images(img[None])[0]
@@ -128,8 +135,8 @@ class Restore(Attack):
                                verdict, target.prompt, spent=k + 1,
                                note=f"{self.mode} restoration at the mid block, alpha {alpha:g}; "
                                     f"{extra} unedited-UNet evaluations")
-                if self._direction is not None:
-                    last.adversarial = {"direction": self._direction.clone()}
+                if self._basis is not None:
+                    last.adversarial = {"directions": self._basis.clone()}
                 if last.success:
                     break
             assert last is not None
