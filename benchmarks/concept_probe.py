@@ -20,6 +20,7 @@ import time
 import torch
 
 from erasekit.attacks import AttackContext, get_attack, run_attack
+from erasekit.attacks.base import asr_curve
 from erasekit.concepts import get_concept
 from erasekit.config import parse_overrides
 from erasekit.domain import get_domain
@@ -54,6 +55,8 @@ def main() -> None:
     oracle = probes.score(oracle_pipe) if oracle_pipe is not None else None
     if oracle is not None:
         rows["oracle"] = {"probe": {s: _site(r) for s, r in oracle.items()}}
+    for label, row in rows.items():
+        print(label, json.dumps(row), flush=True)
     for label in args.methods.split(","):
         name, *pairs = label.split(":")
         t0 = time.perf_counter()
@@ -73,6 +76,8 @@ def main() -> None:
                                  progress=False)
                 row[f"restore_{mode}"] = {"n": len(res.outcomes), "pre_asr": round(res.pre_asr, 3),
                                           "asr": round(res.asr, 3), "spent": [o.spent for o in res.outcomes],
+                                          "asr_by_strengths": [[b, round(a, 3)] for b, a in asr_curve(
+                                              [(o.success, o.spent) for o in res.outcomes], attack.default_budget)],
                                           "seconds": round(time.perf_counter() - t0, 1)}
         rows[label] = row
         print(label, json.dumps(row), flush=True)

@@ -52,9 +52,10 @@ MODES = ("probe", "family", "full", "random")
 def restoring(pipe: Any, base_unet: torch.nn.Module, basis: torch.Tensor | None, alpha: float,
               base_states: torch.Tensor | None = None) -> Iterator[dict[str, int]]:
     """Sample ``pipe`` with its mid-block output moved toward ``base_unet``'s on the same call:
-    within the span of ``basis``'s orthonormal columns ``(C, k)`` (``None``: every channel). ``base_states`` replaces the call's
-    text states for the unedited UNet when the batch sizes match (the unedited encoder's). Yields
-    a counter of the unedited UNet's evaluations (per sample); both hooks go on exit."""
+    within the span of ``basis``'s orthonormal columns ``(C, k)`` (``None``: every channel).
+    ``base_states`` replaces the call's text states for the unedited UNet when the batch sizes
+    match (the unedited encoder's). Yields a counter of the unedited UNet's evaluations (per
+    sample); both hooks go on exit."""
     box: dict[str, Any] = {"evals": 0}
 
     def pre(_m, args, kwargs):
@@ -85,7 +86,7 @@ def restoring(pipe: Any, base_unet: torch.nn.Module, basis: torch.Tensor | None,
 
 @ATTACKS.register("restore")
 class Restore(Attack):
-    """Restoration: move the erased UNet's mid-block features toward the unedited model's along the concept probes (Suppression or Deletion)."""
+    """Restoration: the erased mid-block features moved toward the unedited model's along the concept probes (C5)."""
 
     threat_model = "white-box: the erased weights and the unedited model's (an analysis: suppressed or deleted?)"
     needs = "the unedited model (the probe is fitted on it; its UNet runs beside the erased one)"

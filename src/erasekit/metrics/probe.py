@@ -26,9 +26,11 @@ def _value(r: SiteResult, stat: str, meta: dict) -> Value:
 
 @METRICS.register("concept_probe")
 class ConceptProbe(Metric):
-    """Concept probe: held-out accuracy and AUC of linear probes for the concept, fitted on the
-    unedited model's text states and UNet mid-block features, scored on this model and the oracle
-    (lower: less decodable); per site, a verdict against the oracle: deleted, suppressed or uninformative."""
+    """Concept probe: still linearly decodable in the text states and UNet mid block (suppressed) or not (deleted)?
+
+    Held-out accuracy and AUC of linear probes fitted on the unedited model, scored on this model
+    and the oracle (lower: less decodable); per site, a verdict against the oracle: deleted,
+    suppressed or uninformative."""
 
     higher_is_better = False
     needs = ("domain", "model")
