@@ -6,8 +6,8 @@ caveats in :mod:`erasekit.probe`.
 A metric, not an attack: it measures the evaluated model (like efficacy, it has one value per
 model and no budget), and an evaluation run is where the unedited model, the erasure and the
 oracle meet. It is the one metric that looks inside the model (``needs`` "model"), so it is not
-computed by default (``erasekit eval --metrics concept_probe``; about 30 s on the testbed at one
-thread). The probes are fitted on the unedited model and scored on held-out prompts of the
+computed by default (``erasekit eval --metrics concept_probe``; with the default
+:class:`~erasekit.probe.ProbeConfig` it runs the UNet on 336 inputs to fit, 168 per model scored). The probes are fitted on the unedited model and scored on held-out prompts of the
 evaluated model (the unedited one itself on a baseline run: the probe's own check) and of the
 oracle when the concept has one.
 """
