@@ -198,7 +198,7 @@ def evaluate(
         stored = store.run(run_id)
         try:
             return _fill_run(store, pipe, judge, concept, domain, cfg, erasure, artifact_dir, metric_objs, progress,
-                             name, run_id, info, base_fp, base_run, kind, oracle_runs)
+                             name, run_id, info, base_fp, base_run, kind, oracle_runs, oracle_pipe)
         except Exception:
             if stored is None or stored["state"] != "complete":  # a failed run leaves nothing behind
                 store.delete_run(run_id)
@@ -210,7 +210,8 @@ def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Dom
               erasure: Erasure | None, artifact_dir: str | Path | None, metric_objs: dict[str, Metric], progress: bool,
               name: str | None, run_id: str, info: dict[str, Any] | None, base_fp: str,
               base_run: dict[str, Any] | None, kind: str | None = None,
-              oracle_runs: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+              oracle_runs: tuple[dict[str, Any], dict[str, Any]] | None = None,
+              oracle_pipe: Any = None) -> dict[str, Any]:
     """Add the run row, generate and judge what is missing (committed chunk by chunk), compute the
     metrics not stored yet, mark the run complete."""
     image_dir = store.image_root / run_id
@@ -248,7 +249,8 @@ def _fill_run(store: Store, pipe: Any, judge: Any, concept: Concept, domain: Dom
 
     answers = load_answers(store, run_id, concept, prompts, list(cfg.seeds), judge)
     answers.artifact = info
-    answers.pipe, answers.erasure, answers.steps, answers.guidance = pipe, erasure, cfg.steps, cfg.guidance
+    answers.pipe, answers.erasure, answers.oracle_pipe = pipe, erasure, oracle_pipe
+    answers.steps, answers.guidance = cfg.steps, cfg.guidance
     if base_run is not None:
         answers.base_images = load_answers(store, base_run["run_id"], concept, prompts, list(cfg.seeds), None).images
     if oracle_runs is not None:

@@ -239,6 +239,9 @@ class Attack(Registered):
     #: the attack only sends the erased model prompts and looks at its images: no gradients, weights
     #: or sampler internals of it (``tests/integration/test_black_box.py`` enforces it by hooks)
     black_box: ClassVar[bool] = False
+    #: counted in a method's worst case on the leaderboard (``False``: an analysis, such as a
+    #: restoration from the unedited weights, whose holder has the concept already)
+    worst_case: ClassVar[bool] = True
     #: M-ErasureBench's white-box / black-box split (Weng et al., WACV 2026): the threats the attack can be
     #: restricted to, ``white`` (it optimises or inverts on the erased model) or ``black`` (on the
     #: unedited model, the result replayed on the erased one); see :meth:`restricted`

@@ -100,12 +100,20 @@ def _row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any
         n = slot["n"]
         slot.update(asr=slot["k"] / n if n else None, pre_asr=slot["pre_k"] / n if n else None,
                     ci95=list(wilson(slot["k"], n)))
-    scored = [a for a in attacks.values() if a["asr"] is not None]
+    scored = [a for a in attacks.values() if a["asr"] is not None and _threat(a["attack"])]
     worst = max(scored, key=lambda a: (a["asr"], -a["budget"])) if scored else None
     cost = _cost(cells)
     return {"label": label, "method": cells[0]["method"], "seeds": sorted(c["seed"] for c in cells),
             "metrics": metrics, "attacks": attacks, "worst_attack": worst, "cost": cost,
             "config": json.loads(cells[0]["config"]).get("config", {})}
+
+
+def _threat(name: str) -> bool:
+    """Whether a diffusion attack counts in the worst case (an analysis does not; an attack whose
+    plugin is gone counts, as it did when stored)."""
+    from erasekit.attacks.base import ATTACKS
+
+    return name not in ATTACKS or ATTACKS.get(name).worst_case
 
 
 def _lm_row(store: Store, label: str, cells: list[dict[str, Any]]) -> dict[str, Any]:

@@ -38,10 +38,12 @@ class Answers:
     judge: Any = None
     artifact: dict[str, Any] | None = None
     domain: Any = None  # the concept's :class:`~erasekit.domain.Domain` (built-in concepts)
-    #: the evaluated model in process (``erasekit eval``): the unedited pipeline, the erasure
-    #: (``None``: the pipeline itself was evaluated) and the sampler settings of ``images``
+    #: the evaluated model in process (``erasekit eval``; ``needs`` "model"): the unedited pipeline
+    #: (unedited while metrics run), the erasure to apply to it (``None``: the pipeline itself was
+    #: evaluated), the oracle's pipeline, and the sampler settings of ``images``
     pipe: Any = None
     erasure: Any = None
+    oracle_pipe: Any = None
     steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
 
