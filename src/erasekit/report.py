@@ -197,11 +197,19 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
             "missing_images": text.count('class="missing"'), "refused_images": text.count('class="refused"')}
 
 
+def _header(text: str) -> Any:
+    """A metric's column header (``Metric.report``): its parts escaped, its ``<br>`` kept as a line break."""
+    from markupsafe import Markup, escape
+
+    return Markup("<br>").join(escape(part) for part in text.split("<br>"))
+
+
 def _environment() -> Any:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(loader=PackageLoader("erasekit", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
+    env.filters["header"] = _header
     env.filters["json_pretty"] = lambda v: json.dumps(v, indent=2)
     return env

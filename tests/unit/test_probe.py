@@ -108,3 +108,15 @@ def test_concept_probe_metric_through_an_evaluation(shipped_testbed, shipped_jud
     assert m["probe_mid"]["meta"]["verdict"] in {"deleted", "suppressed"}
     assert m["probe_text"]["meta"]["verdict"] == "uninformative"  # the oracle's encoder is the same frozen one
     assert all(torch.equal(v, before[k]) for k, v in shipped_testbed.unet.state_dict().items())
+    from browser import load_page  # the probe's columns in the report's summary table, in headless Chromium
+    from erasekit.report import build_report
+
+    build_report(store, tmp_path / "r.html")
+    page = load_page((tmp_path / "r.html").as_uri(), tmp_path / "shot.png", script="""
+        const t = document.querySelector('table');
+        return Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.innerText.replace(/\\s+/g, ' ')));""")
+    heads, *rows = page["script"]
+    col = heads.index("probe acc. mid block")
+    shown = {r[0]: r[col] for r in rows}
+    assert any(v.startswith(f"{m['probe_mid']['value']:.3f}") for v in shown.values()), shown
+    assert [e for e in page["logs"] if e["level"] == "SEVERE"] == []

@@ -120,4 +120,14 @@ def test_erasekit_eval_stores_it_and_the_report_shows_it(shipped_testbed, shippe
     assert "efficacy_worst_k" not in store.metrics(baseline["run_id"])
     html = (tmp_path / "r.html")
     build_report(store, html)
-    assert "worst-case k" in html.read_text()
+    from browser import load_page  # the report's summary table, read back from headless Chromium
+
+    page = load_page(html.as_uri(), tmp_path / "shot.png", script="""
+        const t = document.querySelector('table');
+        const heads = Array.from(t.rows[0].cells).map(c => c.innerText.replace(/\\s+/g, ' '));
+        return [heads, Array.from(t.rows).slice(1).map(r => Array.from(r.cells).map(c => c.innerText))];""")
+    heads, rows = page["script"]
+    assert "efficacy worst-case k" in heads, heads
+    col = heads.index("efficacy worst-case k")
+    erased = next(r for r in rows if r[0].startswith("uce"))
+    assert erased[col].startswith(f"{worst['value']:.3f}") and [e for e in page["logs"] if e["level"] == "SEVERE"] == []
