@@ -237,7 +237,7 @@ class Attack(Registered):
     #: a small budget that still breaks the unedited model on two targets (the test suite's)
     test_budget: ClassVar[int] = 1
     #: the attack only sends the erased model prompts and looks at its images: no gradients, weights
-    #: or sampler internals of it (``tests/integration/test_black_box.py`` enforces it by hooks)
+    #: or sampler internals of it (``tests/integration/test_attacks.py`` enforces it by hooks)
     black_box: ClassVar[bool] = False
     #: counted in a method's worst case on the leaderboard (``False``: an analysis, such as a
     #: restoration from the unedited weights, whose holder has the concept already)
