@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -82,21 +82,17 @@ class WorstCaseConfig(Config):
     lower_eta: float = 1.0
     lower_guidance: float = 3.0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "ratio": ("<=", 1), "min_k": (">=", 1), "iterations": (">=", 1), "w_lr": (">", 0), "gamma": (">=", 0),
+        "selection_seeds": (">=", 1), "timesteps": (">=", 1), "lower_steps": (">=", 0), "lower_lr": (">", 0),
+        "lower_eta": (">=", 0), "lower_guidance": (">=", 0)}
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(0 < self.ratio <= 1, "ratio", f"must be in (0, 1], got {self.ratio}")
-        check(self.min_k >= 1, "min_k", f"must be >= 1, got {self.min_k}")
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.w_lr > 0, "w_lr", f"must be > 0, got {self.w_lr}")
-        check(self.gamma >= 0 and 2 * self.w_lr * self.gamma < 1, "gamma",
+        check(self.ratio > 0, "ratio", f"must be in (0, 1], got {self.ratio}")
+        check(2 * self.w_lr * self.gamma < 1, "gamma",
               f"must be >= 0 with 2 w_lr gamma < 1 (else the step reverses the order of w), got {self.gamma}")
-        check(self.selection_seeds >= 1, "selection_seeds", f"must be >= 1, got {self.selection_seeds}")
-        check(self.timesteps >= 1, "timesteps", f"must be >= 1, got {self.timesteps}")
         check(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        check(self.lower_steps >= 0, "lower_steps", f"must be >= 0, got {self.lower_steps}")
-        check(self.lower_lr > 0, "lower_lr", f"must be > 0, got {self.lower_lr}")
-        check(self.lower_eta >= 0, "lower_eta", f"must be >= 0, got {self.lower_eta}")
-        check(self.lower_guidance >= 0, "lower_guidance", f"must be >= 0, got {self.lower_guidance}")
 
     def k(self, n: int) -> int:
         """The set size for a pool of ``n``: ``ratio * n`` rounded down (the paper's ``int``), at
