@@ -409,3 +409,24 @@ def test_gated_steering_forgets_and_leaves_retain_states(tiny_lms) -> None:
     assert moved["retain"] < 0.25 * moved["forget"], moved
     assert f <= 0.4 and r >= 0.9, (f, r)
     assert torch.equal(one, full.model(input_ids=ids).logits)
+
+
+def test_psg_surrogates_expose_the_erasure_illusion(tiny_lms) -> None:
+    """PSG (Erasure Illusion, arXiv 2512.19025): every surrogate lies in the MiniLM band and none is an
+    unlearned question; after GradDiff the surrogate set keeps more of the facts than the forget set."""
+    from erasekit.lm import data
+    from erasekit.lm.attacks import psg
+    from erasekit.lm.attacks.base import get_lm_attack
+
+    full, oracle, _ = tiny_lms
+    task = get_task(SPEC)
+    sur, cos = psg.surrogate_set(data.generate(0), task.eval["forget"])
+    assert sur and ((cos >= psg.BAND[0]) & (cos <= psg.BAND[1])).all()
+    assert not {q.question for q in sur} & {q.question for q in task.eval["forget"]}
+    art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
+    with art.applied(full):
+        v = get_lm_attack("psg").run(full, task, oracle, psg.PSG.default_budget)
+    assert v["psg_acc_du"].value <= 0.1
+    assert v["psg_acc"].value >= v["psg_acc_du"].value + 0.05
+    assert v["psg_acc_gap"].value == pytest.approx(v["psg_acc"].value - v["psg_acc_du"].value)
+    assert v["psg_prob_gap"].value > 0 and 0.0 <= v["psg_quality"].value <= 1.0
