@@ -430,3 +430,25 @@ def test_psg_surrogates_expose_the_erasure_illusion(tiny_lms) -> None:
     assert v["psg_acc"].value >= v["psg_acc_du"].value + 0.05
     assert v["psg_acc_gap"].value == pytest.approx(v["psg_acc"].value - v["psg_acc_du"].value)
     assert v["psg_prob_gap"].value > 0 and 0.0 <= v["psg_quality"].value <= 1.0
+
+
+def test_worst_case_forget_set_is_reproducible_and_harder_than_random(tiny_lms) -> None:
+    """Challenging Forgets (Fan et al. 2024), data-wise: the bi-level selection keeps sum w = K and
+    picks K distinct forget authors, the same ones for the same seed; GradDiff at a short budget
+    leaves at least as much of the worst-case set answered as of random sets of the same size."""
+    from erasekit.lm import worstcase as W
+
+    full, _, _ = tiny_lms
+    before = state(full)
+    cfg = W.LMWorstCaseConfig(size=4, iterations=3, lower_steps=5)
+    a, b = W.worst_case_authors(full, 0, cfg), W.worst_case_authors(full, 0, cfg)
+    assert a.authors == b.authors and np.array_equal(a.selection.weights, b.selection.weights)
+    assert len(set(a.authors)) == 4 and set(a.authors) <= set(a.pool)
+    assert a.selection.weights.sum() == pytest.approx(4.0, abs=1e-6)
+    assert ((a.selection.weights >= 0) & (a.selection.weights <= 1)).all()
+    assert all(torch.equal(v, before[k]) for k, v in full.model.state_dict().items())  # lower level resets
+    r = W.compare(full, 0, W.LMWorstCaseConfig(iterations=5), random_sets=2, overrides={"steps": 10})
+    wc = r["rows"]["worst-case"][1]
+    assert wc["forget_acc"] >= r["random_mean"]["forget_acc"]
+    assert all(sorted(names) == names and len(names) == 4 for label, (names, _) in r["rows"].items()
+               if label != "worst-case")
