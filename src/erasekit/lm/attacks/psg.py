@@ -19,7 +19,9 @@ overestimate forgetting. Its code is not public, so this is a reconstruction; wh
 - **Metrics.** On D_u (the unlearned phrasing) and on D~_u: accuracy, length-normalised answer
   probability, the truth ratio ``mean(min(TR, 1/TR))`` and, with an oracle, the forget quality (KS
   p-value against the oracle's truth ratios), with the gap ``D~_u - D_u``. A positive accuracy or
-  probability gap is the illusion: D_u says forgotten, D~_u recovers the facts.
+  probability gap is the illusion: D_u says forgotten, D~_u recovers the facts. With an oracle,
+  its accuracies on both sets and ``psg_acc_excess_gap`` (the gap less the oracle's gap) too: the
+  surrogate questions can be easier to guess than the forget ones, and only the excess is knowledge.
 
 PSG is an attack/protocol, not an :class:`~erasekit.lm.metrics.base.LMMetric`: metrics read scores
 computed once on the task's fixed eval sets, while PSG builds its own set (MiniLM) and scores the
@@ -102,26 +104,37 @@ class PSG(LMAttack):
         if task.spec.task != "tinytofu":
             raise UserError(f"the psg attack builds its surrogates from TinyTOFU's generator; task {task.spec.task!r} "
                             "has none (use tinytofu)")
-        forget = task.eval["forget"]
-        sur, cos = surrogate_set(data.generate(task.spec.seed), forget, min(budget, len(KINDS)))
-        if not sur:
-            raise UserError(f"psg: no candidate lies in the cosine band {BAND} (budget {budget})")
-        meta = {"band": list(BAND), "n_surrogate": len(sur), "mean_cosine": round(float(cos.mean()), 4),
-                "kinds": sorted({q.phrasing for q in sur})}
-        mine = {"du": _stats(lm, forget), "": _stats(lm, sur)}
-        out: dict[str, Value] = {}
-        for i, name in enumerate(("acc", "prob", "truth_ratio")):
-            hib = name == "truth_ratio"  # higher truth ratio = the truth is no longer preferred
-            out[f"psg_{name}"] = mean_of(mine[""][i], hib, meta)
-            out[f"psg_{name}_du"] = mean_of(mine["du"][i], hib)
-            gap = float(mine[""][i].mean() - mine["du"][i].mean())
-            out[f"psg_{name}_gap"] = point(gap, hib, len(sur))
-        if oracle is not None:
-            from scipy.stats import ks_2samp
+        return psg_values(lm, task, oracle, min(budget, len(KINDS)))
 
-            theirs = {"du": _stats(oracle, forget), "": _stats(oracle, sur)}
-            fq = {k: float(ks_2samp(mine[k][2], theirs[k][2]).pvalue) for k in mine}
-            out["psg_quality"] = point(fq[""], True, len(sur), {"oracle_acc": round(float(theirs[""][0].mean()), 4)})
-            out["psg_quality_du"] = point(fq["du"], True, len(forget))
-            out["psg_quality_gap"] = point(fq[""] - fq["du"], True, len(sur))
-        return out
+
+def psg_values(lm: LM, task: Task, oracle: LM | None, kinds: int = len(KINDS),
+               band: tuple[float, float] = BAND) -> dict[str, Value]:
+    """The attack's values with ``kinds`` candidate kinds and a cosine ``band`` (the attack: C8's)."""
+    forget = task.eval["forget"]
+    sur, cos = surrogate_set(data.generate(task.spec.seed), forget, kinds, band)
+    if not sur:
+        raise UserError(f"psg: no candidate lies in the cosine band {band}")
+    meta = {"band": list(band), "n_surrogate": len(sur), "mean_cosine": round(float(cos.mean()), 4),
+            "kinds": sorted({q.phrasing for q in sur})}
+    mine = {"du": _stats(lm, forget), "": _stats(lm, sur)}
+    out: dict[str, Value] = {}
+    for i, name in enumerate(("acc", "prob", "truth_ratio")):
+        hib = name == "truth_ratio"  # higher truth ratio = the truth is no longer preferred
+        out[f"psg_{name}"] = mean_of(mine[""][i], hib, meta)
+        out[f"psg_{name}_du"] = mean_of(mine["du"][i], hib)
+        gap = float(mine[""][i].mean() - mine["du"][i].mean())
+        out[f"psg_{name}_gap"] = point(gap, hib, len(sur))
+    if oracle is not None:
+        from scipy.stats import ks_2samp
+
+        theirs = {"du": _stats(oracle, forget), "": _stats(oracle, sur)}
+        fq = {k: float(ks_2samp(mine[k][2], theirs[k][2]).pvalue) for k in mine}
+        out["psg_quality"] = point(fq[""], True, len(sur), {"oracle_acc": round(float(theirs[""][0].mean()), 4)})
+        out["psg_quality_du"] = point(fq["du"], True, len(forget))
+        out["psg_quality_gap"] = point(fq[""] - fq["du"], True, len(sur))
+        for key, k, n in (("psg_acc_oracle", "", len(sur)), ("psg_acc_du_oracle", "du", len(forget))):
+            out[key] = point(float(theirs[k][0].mean()), False, n)
+        # the gap beyond the oracle's (what a never-trained model answers on each set by chance)
+        out["psg_acc_excess_gap"] = point(out["psg_acc_gap"].value - (out["psg_acc_oracle"].value
+                                                                      - out["psg_acc_du_oracle"].value), False, len(sur))
+    return out
