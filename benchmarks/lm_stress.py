@@ -1,7 +1,7 @@
 """Two stress tests of LM forgetting evaluation on TinyTOFU: PSG surrogates and worst-case forget sets.
 
     python benchmarks/lm_stress.py psg [--models DIR] [--methods graddiff,npo,...] [--band 0.5,0.8] [--threads 1]
-    python benchmarks/lm_stress.py worstcase [--models DIR] [--methods graddiff,npo] [--steps 10] [--random-sets 3]
+    python benchmarks/lm_stress.py worstcase [--models DIR] [--methods graddiff,npo] [--steps 10] [--random-sets 10] [--every-set]
 
 ``psg``: for the full model, the oracle and each method (fitted with its defaults), every forget
 metric on the forget set D_u and on PSG's surrogate set D~_u with the gap (the ``psg`` attack,
@@ -48,15 +48,19 @@ def psg(full: M.LM, oracle: M.LM, seed: int, methods: list[str], band: tuple[flo
               f"{f['psg_quality']:.1e} | {f['psg_acc_du_oracle']:.2f} / {f['psg_acc_oracle']:.2f} | "
               f"{f['psg_acc_excess_gap']:+.2f} |", flush=True)
 
-    show("full", psg_values(full, task, oracle, band=band))
+    v = psg_values(full, task, oracle, band=band)
+    show("full", v)
     show("oracle", psg_values(oracle, task, oracle, band=band))
     for name in methods:
         art = get_lm_method(name).fit(full, spec, make_lm_config(name), progress=False)
         with art.applied(full):
             show(name, psg_values(full, task, oracle, band=band))
+    kinds = ", ".join(f"{k} {n}" for k, n in v["psg_acc"].meta["kinds"].items())
+    print(f"\nD~_u by candidate kind (-book: asked through the author's book): {kinds}")
 
 
-def worstcase(full: M.LM, seed: int, methods: list[str], size: int, steps: int | None, random_sets: int) -> None:
+def worstcase(full: M.LM, seed: int, methods: list[str], size: int, steps: int | None, random_sets: int,
+              every: bool) -> None:
     from erasekit.lm import worstcase as W
 
     print("| method | set | authors | forget acc | forget prob | surrogate acc | forget truth ratio |")
@@ -65,11 +69,15 @@ def worstcase(full: M.LM, seed: int, methods: list[str], size: int, steps: int |
         t = time.perf_counter()
         r = W.compare(full, seed, W.LMWorstCaseConfig(size=size, method=name), random_sets,
                       {"steps": steps} if steps else None)
+        rand = [m for label, (_, m) in r["rows"].items() if label != "worst-case"]
         for label, (names, m) in r["rows"].items():
-            print(f"| {name} | {label} | {', '.join(names)} | " + " | ".join(f"{m[k]:.2f}" for k in W.FORGET_KEYS)
-                  + " |", flush=True)
+            if label == "worst-case" or every:
+                print(f"| {name} | {label} | {', '.join(names)} | "
+                      + " | ".join(f"{m[k]:.2f}" for k in W.FORGET_KEYS) + " |", flush=True)
         m = r["random_mean"]
-        print(f"| {name} | random mean | | " + " | ".join(f"{m[k]:.2f}" for k in W.FORGET_KEYS) + " |")
+        print(f"| {name} | random mean ({len(rand)} sets) | | " + " | ".join(f"{m[k]:.2f}" for k in W.FORGET_KEYS) + " |")
+        print(f"| {name} | random min-max | | " + " | ".join(
+            f"{min(x[k] for x in rand):.2f}-{max(x[k] for x in rand):.2f}" for k in W.FORGET_KEYS) + " |")
         print(f"<!-- {name}: {time.perf_counter() - t:.0f} s -->", flush=True)
 
 
@@ -81,7 +89,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=4, help="worstcase: authors per set")
     ap.add_argument("--steps", type=int, default=10, help="worstcase: the method's steps (0: its default)")
-    ap.add_argument("--random-sets", type=int, default=3)
+    ap.add_argument("--random-sets", type=int, default=10)
+    ap.add_argument("--every-set", action="store_true", help="worstcase: a row per random set")
     ap.add_argument("--band", default="0.5,0.8", help="psg: the MiniLM cosine band (the attack's: 0.5,0.8)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -93,7 +102,7 @@ def main() -> None:
     if args.protocol == "psg":
         psg(full, oracle, args.seed, methods, tuple(float(x) for x in args.band.split(",")))
     else:
-        worstcase(full, args.seed, methods, args.size, args.steps or None, args.random_sets)
+        worstcase(full, args.seed, methods, args.size, args.steps or None, args.random_sets, args.every_set)
 
 
 if __name__ == "__main__":

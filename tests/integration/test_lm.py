@@ -413,7 +413,9 @@ def test_gated_steering_forgets_and_leaves_retain_states(tiny_lms) -> None:
 
 def test_psg_surrogates_expose_the_erasure_illusion(tiny_lms) -> None:
     """PSG (Erasure Illusion, arXiv 2512.19025): every surrogate lies in the MiniLM band and none is an
-    unlearned question; after GradDiff the surrogate set keeps more of the facts than the forget set."""
+    unlearned question; after GradDiff the surrogates are answered more often than the forget set.
+    In the band the oracle shows the same gap (chance answers), so the knowledge left is checked on
+    every candidate (band 0-1): there the gap exceeds the oracle's (docs/results.md)."""
     from erasekit.lm import data
     from erasekit.lm.attacks import psg
     from erasekit.lm.attacks.base import get_lm_attack
@@ -426,6 +428,8 @@ def test_psg_surrogates_expose_the_erasure_illusion(tiny_lms) -> None:
     art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
     with art.applied(full):
         v = get_lm_attack("psg").run(full, task, oracle, psg.PSG.default_budget)
+        every = psg.psg_values(full, task, oracle, band=(0.0, 1.0))
+    assert every["psg_acc_excess_gap"].value >= 0.05
     assert v["psg_acc_du"].value <= 0.1
     assert v["psg_acc"].value >= v["psg_acc_du"].value + 0.05
     assert v["psg_acc_gap"].value == pytest.approx(v["psg_acc"].value - v["psg_acc_du"].value)

@@ -115,7 +115,7 @@ def psg_values(lm: LM, task: Task, oracle: LM | None, kinds: int = len(KINDS),
     if not sur:
         raise UserError(f"psg: no candidate lies in the cosine band {band}")
     meta = {"band": list(band), "n_surrogate": len(sur), "mean_cosine": round(float(cos.mean()), 4),
-            "kinds": sorted({q.phrasing for q in sur})}
+            "kinds": {k: sum(q.phrasing == k for q in sur) for k in sorted({q.phrasing for q in sur})}}
     mine = {"du": _stats(lm, forget), "": _stats(lm, sur)}
     out: dict[str, Value] = {}
     for i, name in enumerate(("acc", "prob", "truth_ratio")):
