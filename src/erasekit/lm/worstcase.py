@@ -36,6 +36,7 @@ from erasekit.errors import UserError
 from erasekit.lm import data
 from erasekit.lm import model as M
 from erasekit.lm.methods.base import get_lm_method, group_parameters, make_lm_config
+from erasekit.lm.methods.graddiff import ascent_term
 from erasekit.lm.tasks import Forget, get_task
 from erasekit.losses import npo_loss
 from erasekit.worstcase import Selection, select
@@ -84,7 +85,7 @@ class LMWorstCaseConfig(Config):
 def _term(cfg: LMWorstCaseConfig, lm: M.LM, ref: M.LM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The method's forget term on one author's facts (GradDiff's ascent, or NPO's)."""
     if cfg.method == "graddiff":
-        return -M.mean_token_nll(lm, batch).mean()
+        return ascent_term(lm, batch, ref)
     nll = -M._token_logprobs(lm, batch)[0].sum(1)
     with torch.no_grad():
         ref_nll = -M._token_logprobs(ref, batch)[0].sum(1)
