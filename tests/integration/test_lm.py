@@ -409,3 +409,52 @@ def test_gated_steering_forgets_and_leaves_retain_states(tiny_lms) -> None:
     assert moved["retain"] < 0.25 * moved["forget"], moved
     assert f <= 0.4 and r >= 0.9, (f, r)
     assert torch.equal(one, full.model(input_ids=ids).logits)
+
+
+def test_psg_surrogates_expose_the_erasure_illusion(tiny_lms) -> None:
+    """PSG (Erasure Illusion, arXiv 2512.19025): every surrogate lies in the MiniLM band and none is an
+    unlearned question; after GradDiff the surrogates are answered more often than the forget set.
+    In the band the oracle shows the same gap (chance answers), so the knowledge left is checked on
+    every candidate (band 0-1): there the gap exceeds the oracle's (docs/results.md)."""
+    from erasekit.lm import data
+    from erasekit.lm.attacks import psg
+    from erasekit.lm.attacks.base import get_lm_attack
+
+    full, oracle, _ = tiny_lms
+    task = get_task(SPEC)
+    sur, cos = psg.surrogate_set(data.generate(0), task.eval["forget"])
+    assert sur and ((cos >= psg.BAND[0]) & (cos <= psg.BAND[1])).all()
+    assert not {q.question for q in sur} & {q.question for q in task.eval["forget"]}
+    art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
+    with art.applied(full):
+        v = get_lm_attack("psg").run(full, task, oracle, psg.PSG.default_budget)
+        every = psg.psg_values(full, task, oracle, band=(0.0, 1.0))
+    assert every["psg_acc_excess_gap"].value >= 0.05
+    assert v["psg_acc_du"].value <= 0.1
+    assert v["psg_acc"].value >= v["psg_acc_du"].value + 0.05
+    assert v["psg_acc_gap"].value == pytest.approx(v["psg_acc"].value - v["psg_acc_du"].value)
+    assert v["psg_prob_gap"].value > 0 and 0.0 <= v["psg_quality"].value <= 1.0
+
+
+def test_worst_case_forget_set_is_reproducible_and_harder_than_random(tiny_lms) -> None:
+    """Challenging Forgets (Fan et al. 2024), data-wise: the bi-level selection keeps sum w = K and
+    picks K distinct forget authors, the same ones for the same seed; GradDiff at a short budget
+    leaves at least as much of the worst-case set answered as of random sets of the same size (with
+    the default 10 outer iterations; with 5 the set chosen was below the random mean: the effect is
+    small on TinyTOFU, docs/results.md)."""
+    from erasekit.lm import worstcase as W
+
+    full, _, _ = tiny_lms
+    before = state(full)
+    cfg = W.LMWorstCaseConfig(size=4, iterations=3, lower_steps=5)
+    a, b = W.worst_case_authors(full, 0, cfg), W.worst_case_authors(full, 0, cfg)
+    assert a.authors == b.authors and np.array_equal(a.selection.weights, b.selection.weights)
+    assert len(set(a.authors)) == 4 and set(a.authors) <= set(a.pool)
+    assert a.selection.weights.sum() == pytest.approx(4.0, abs=1e-6)
+    assert ((a.selection.weights >= 0) & (a.selection.weights <= 1)).all()
+    assert all(torch.equal(v, before[k]) for k, v in full.model.state_dict().items())  # lower level resets
+    r = W.compare(full, 0, W.LMWorstCaseConfig(), random_sets=2, overrides={"steps": 10})
+    wc = r["rows"]["worst-case"][1]
+    assert wc["forget_acc"] >= r["random_mean"]["forget_acc"]
+    assert all(sorted(names) == names and len(names) == 4 for label, (names, _) in r["rows"].items()
+               if label != "worst-case")
