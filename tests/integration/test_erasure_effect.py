@@ -1,7 +1,8 @@
 """Erasing `skull` on the shipped testbed: UCE, RECE and ESD-x make skull prompts stop showing
 skulls (judge rate <= 0.2, from >= 0.9) while the other shapes stay right (>= 0.85). RECE and
-ESD-x miss the retention bar with defaults tuned on testbed v1 (strict xfails until retuned; the ESD
-fit takes 200 s, so it is marked `slow`: run it with `pytest -m slow`)."""
+ESD-x miss the retention bar with defaults tuned on testbed v1 (strict xfails until retuned, marked
+`slow` to keep the suite under 25 minutes: the ESD fit takes 200 s, RECE's check 70 s; run them with
+`pytest -m slow`)."""
 
 import pytest
 import torch
@@ -24,9 +25,9 @@ def test_unedited_testbed_draws_skulls(baseline):
     assert baseline["other_shapes_accuracy"] >= 0.85, baseline
 
 
-@pytest.mark.parametrize("method", ["uce", pytest.param("rece", marks=pytest.mark.xfail(
+@pytest.mark.parametrize("method", ["uce", pytest.param("rece", marks=[pytest.mark.slow, pytest.mark.xfail(
     strict=True, reason="RECE's defaults were tuned on testbed v1: on v2 skull rate 0.19 but other shapes 0.79 "
-    "(circle, star, logo 0.5); retune on heart or star (issue 13)")), pytest.param("esd", marks=[pytest.mark.slow, pytest.mark.xfail(
+    "(circle, star, logo 0.5); retune on heart or star (issue 13)")]), pytest.param("esd", marks=[pytest.mark.slow, pytest.mark.xfail(
     strict=True, reason="ESD's defaults (lr 5e-4) were tuned on testbed v1's skull; on v2 with the clipped-x0 sampler "
     "skull rate 0.06 but other shapes 0.82 (star 0.38): ESD's known retention loss (UnlearnCanvas object IRA 55.8); "
     "retune on heart or star (issue 13)")])])
