@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erasekit.concepts import Concept, combine, get_concept, phrase_mentioned
+from erasekit.concepts import Concept, get_concept, phrase_mentioned
 from erasekit.errors import UserError
 
 SHAPES = ["circle", "square", "triangle", "star", "heart", "skull", "cross"]
