@@ -37,7 +37,7 @@ from erasekit.lm.tasks import Forget
 from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_config
 from erasekit.store import Store
 
-ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek", "mem_probe")
+ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek", "mem_probe", "psg")
 
 
 def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
@@ -79,7 +79,8 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
             **{k: g(f"sae_restore_{k}_acc" if k != "restore" else "sae_restore_acc")
                for k in ("restore", "random", "patch", "before")},
             **{f"sleek_{k}": g(f"sleek_{k}") for k in ("direct_acc", "indirect_acc", "implied_acc", "suppressed")},
-            "mem_probe": g("mem_probe_acc"), "mem_probe_oracle": g("mem_probe_oracle_acc")}
+            "mem_probe": g("mem_probe_acc"), "mem_probe_oracle": g("mem_probe_oracle_acc"),
+            "psg": g("psg_acc"), "psg_excess": g("psg_acc_excess_gap")}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -133,7 +134,8 @@ def main() -> None:
         return table(head, lines, args.markdown)
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
             "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak",
-            "SAE restored (random, patch)", "Sleek direct / indirect / implied (suppressed)", "memorisation probe (oracle)")
+            "SAE restored (random, patch)", "Sleek direct / indirect / implied (suppressed)", "memorisation probe (oracle)",
+            "PSG surrogate acc (gap beyond the oracle's)")
     lines = []
     for label, fit_s, v in rows:
         lines.append((label, fit_s, fmt(v["forget"]), fmt(v["surrogate"]), fmt(v["two_hop"]), fmt(v["neighbour"]),
@@ -144,7 +146,8 @@ def main() -> None:
                       f"{fmt(v['restore'])} ({fmt(v['random'])}, {fmt(v['patch'])})",
                       " / ".join(fmt(v[f"sleek_{k}_acc"]) for k in ("direct", "indirect", "implied"))
                       + f" ({fmt(v['sleek_suppressed'])})",
-                      f"{fmt(v['mem_probe'])} ({fmt(v['mem_probe_oracle'])})"))
+                      f"{fmt(v['mem_probe'])} ({fmt(v['mem_probe_oracle'])})",
+                      f"{fmt(v['psg'])} ({fmt(v['psg_excess'], -2)})"))
     table(head, lines, args.markdown)
     for note in notes:
         print(note)
