@@ -57,9 +57,8 @@ def _cfg(run: dict[str, Any]) -> dict[str, Any]:
 def sources(store: Store, concept: str, attacks: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The rows: stored diffusion attack runs on ``concept`` of a replayable attack (``attacks``:
     only those), in storage order."""
-    runs = [r for r in store.attack_runs() if r["asr"] is not None and r["concept"] == concept
+    return [r for r in store.attack_runs() if r["asr"] is not None and r["concept"] == concept
             and transferable(r["attack"]) and (attacks is None or r["attack"] in attacks)]
-    return runs
 
 
 def models(store: Store, concept: str) -> list[Model]:
@@ -172,6 +171,7 @@ def matrices(store: Store, concept: str | None = None) -> list[dict[str, Any]]:
     "columns": [model names], "rows": [{"source", "threat", "budget", "found", "cells": {column:
     {"rate", "ci95", "successes", "n"} or None}}]}``; intervals are cluster-bootstrap over prompts."""
     runs = {r["attack_id"]: r for r in store.attack_runs()}
+    prompts_of: dict[str, dict[int, str]] = {}  # a source's target prompts, read once for all its columns
     by: dict[tuple[str, str], dict[str, Any]] = {}
     for c in store.transfer_cells():
         src = runs.get(c["attack_id"])
@@ -187,7 +187,9 @@ def matrices(store: Store, concept: str | None = None) -> list[dict[str, Any]]:
         row["found"] = c["n"]
         pairs = json.loads(c["outcomes"])
         if pairs:
-            prompts = {s["target_index"]: s["prompt"] for s in store.attack_samples(c["attack_id"])}
+            if c["attack_id"] not in prompts_of:
+                prompts_of[c["attack_id"]] = {s["target_index"]: s["prompt"] for s in store.attack_samples(c["attack_id"])}
+            prompts = prompts_of[c["attack_id"]]
             groups = {p: k for k, p in enumerate(dict.fromkeys(prompts[i] for i, _ in pairs))}
             rate, low, high = bootstrap_mean([w for _, w in pairs], [groups[prompts[i]] for i, _ in pairs])
             row["cells"][c["target"]] = {"rate": rate, "ci95": [low, high], "successes": c["successes"], "n": c["n"]}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -62,18 +62,14 @@ class LMWorstCaseConfig(Config):
     beta: float = 0.1
     seed: int = 0
 
+    bounds: ClassVar[dict[str, tuple[str, float]]] = {
+        "size": (">=", 1), "iterations": (">=", 1), "w_lr": (">", 0), "gamma": (">=", 0), "lower_steps": (">=", 1),
+        "lower_lr": (">", 0), "batch": (">=", 1), "beta": (">", 0)}
+
     def __post_init__(self) -> None:
         self.check_types()
-        check(self.size >= 1, "size", f"must be >= 1, got {self.size}")
-        check(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
-        check(self.w_lr > 0, "w_lr", f"must be > 0, got {self.w_lr}")
-        check(self.gamma >= 0 and 2 * self.w_lr * self.gamma < 1, "gamma",
-              f"must be >= 0 with 2 w_lr gamma < 1, got {self.gamma}")
+        check(2 * self.w_lr * self.gamma < 1, "gamma", f"must be >= 0 with 2 w_lr gamma < 1, got {self.gamma}")
         check(self.method in LOWER, "method", f"must be one of {', '.join(LOWER)}, got {self.method!r}")
-        check(self.lower_steps >= 1, "lower_steps", f"must be >= 1, got {self.lower_steps}")
-        check(self.lower_lr > 0, "lower_lr", f"must be > 0, got {self.lower_lr}")
-        check(self.batch >= 1, "batch", f"must be >= 1, got {self.batch}")
-        check(self.beta > 0, "beta", f"must be > 0, got {self.beta}")
 
     def k(self, n: int) -> int:
         """The set size for a pool of ``n`` authors (what :func:`erasekit.worstcase.select` reads)."""
