@@ -79,11 +79,8 @@ def mid_block_output(unet: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
     """Record the UNet mid block's output ``(B, C, H, W)`` of every call while the block runs; the
     hook is removed on exit, also on error."""
     store: list[torch.Tensor] = []
-    handle = unet.mid_block.register_forward_hook(lambda _m, _i, out: store.append(out.detach()))
-    try:
+    with unet.mid_block.register_forward_hook(lambda _m, _i, out: store.append(out.detach())):
         yield store
-    finally:
-        handle.remove()
 
 
 def probe_prompts(concept: Concept, n_prompts: int, prompt_seed: int) -> tuple[list[str], np.ndarray]:

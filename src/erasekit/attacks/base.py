@@ -138,11 +138,8 @@ class Counter:
             sample = args[0] if args else next(kwargs[k] for k in ("sample", "input_ids", "inputs_embeds") if k in kwargs)
             self.evals += int(sample.shape[0])
 
-        handle = getattr(pipe, self.component).register_forward_pre_hook(hook, with_kwargs=True)
-        try:
+        with getattr(pipe, self.component).register_forward_pre_hook(hook, with_kwargs=True):
             yield self
-        finally:
-            handle.remove()
 
 
 @dataclass

@@ -55,11 +55,8 @@ def embed_with_prefix(pipe, prefix: torch.Tensor, prompt: str | list[str]) -> to
     def insert(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
         return torch.cat([out[:, :1], prefix.to(out).expand(n, -1, -1), out[:, 1 + k :]], 1)
 
-    handle = encoder.get_input_embeddings().register_forward_hook(insert)
-    try:
+    with encoder.get_input_embeddings().register_forward_hook(insert):
         return encoder(input_ids=ids.to(encoder.device), **kwargs)[0]
-    finally:
-        handle.remove()
 
 
 @ATTACKS.register("discrete")

@@ -36,11 +36,8 @@ def states_with_token(pipe, prompts: list[str], token: torch.Tensor) -> torch.Te
         return torch.where(where.to(out.device), token.to(out).expand_as(out), out)
 
     # through a hook on the token-embedding layer, which BERT (the testbed) and CLIP (Stable Diffusion) both have
-    handle = encoder.get_input_embeddings().register_forward_hook(swap)
-    try:
+    with encoder.get_input_embeddings().register_forward_hook(swap):
         return encoder(input_ids=tok.input_ids.to(encoder.device), **mask_kwargs(pipe, tok.attention_mask))[0]
-    finally:
-        handle.remove()
 
 
 @ATTACKS.register("inversion")

@@ -75,13 +75,8 @@ def restoring(pipe: Any, base_unet: torch.nn.Module, basis: torch.Tensor | None,
             gap = torch.einsum("bkhw,ck->bchw", torch.einsum("bchw,ck->bkhw", gap, q), q)
         return h + alpha * gap
 
-    handles = [pipe.unet.register_forward_pre_hook(pre, with_kwargs=True),
-               pipe.unet.mid_block.register_forward_hook(post)]
-    try:
+    with pipe.unet.register_forward_pre_hook(pre, with_kwargs=True), pipe.unet.mid_block.register_forward_hook(post):
         yield box
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @ATTACKS.register("restore")

@@ -40,11 +40,8 @@ def layer_output(model: torch.nn.Module, layer: int) -> Iterator[list[torch.Tens
     def hook(_m, _i, out):
         box.append(out[0] if isinstance(out, tuple) else out)
 
-    handle = decoder_layers(model)[layer].register_forward_hook(hook)
-    try:
+    with decoder_layers(model)[layer].register_forward_hook(hook):  # a torch hook handle removes itself on exit
         yield box
-    finally:
-        handle.remove()
 
 
 # -- the shared gradient loop -------------------------------------------------------------------

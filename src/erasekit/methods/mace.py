@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -109,10 +111,15 @@ class RankOne:
     def delta(self, key: str) -> torch.Tensor:
         return (self.b[key] @ self.a[key]).detach()
 
-    def install(self) -> list:
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """The deltas as forward hooks on their layers for the ``with`` block, removed on exit."""
         def hook(key: str):
             return lambda _m, inputs, out: out + (inputs[0] @ self.a[key].T) @ self.b[key].T
-        return [m.register_forward_hook(hook(k)) for k, m in self.layers.items()]
+        with ExitStack() as stack:
+            for k, m in self.layers.items():
+                stack.enter_context(m.register_forward_hook(hook(k)))
+            yield
 
 
 def _set(layers: dict[str, torch.nn.Linear], weights: dict[str, torch.Tensor]) -> None:
@@ -191,13 +198,8 @@ class MACE(Method):
         del reference
         lora = RankOne(kv_layers(pipe), gen)
         opt = torch.optim.Adam(lora.parameters(), lr=config.lora_lr)
-        handles = lora.install()
-        try:
-            with frozen(unet):
-                self._train(unet, lora, opt, data, tokens, erase, config, bar)
-        finally:
-            for h in handles:
-                h.remove()
+        with lora.installed(), frozen(unet):
+            self._train(unet, lora, opt, data, tokens, erase, config, bar)
         return lora
 
     @staticmethod

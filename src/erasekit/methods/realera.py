@@ -153,29 +153,24 @@ class RealEra(Method):
             with torch.no_grad():
                 for k, m in layers.items():
                     m.weight.copy_(solved[k])
-            handles = lora.install()
-            try:
-                with frozen(unet):
-                    for _ in tqdm(range(config.lora_steps), desc="realera", disable=not progress):
-                        i = int(torch.randint(pool.shape[0], (1,), generator=gen))
-                        k = owner[i]
-                        stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
-                        x_t, t = sample_xt(reference, scheduler, erase.states[k:k + 1], uncond, stop,
-                                           config.start_guidance, shape, gen)
-                        beyond = mined(erase.states[k:k + 1], tokens[k:k + 1], 1, 2 * config.radius, -1.0,
-                                       config.cos_low, gen)
-                        with torch.no_grad():
-                            target, keep = reference(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
-                                [guide.states[k:k + 1], beyond])).sample.chunk(2)
-                        pred, pred_beyond = unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
-                            [pool[i:i + 1], beyond])).sample.chunk(2)
-                        loss = F.mse_loss(pred, target) + config.beyond_weight * F.mse_loss(pred_beyond, keep)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-            finally:
-                for h in handles:
-                    h.remove()
+            with lora.installed(), frozen(unet):
+                for _ in tqdm(range(config.lora_steps), desc="realera", disable=not progress):
+                    i = int(torch.randint(pool.shape[0], (1,), generator=gen))
+                    k = owner[i]
+                    stop = int(torch.randint(config.ddim_steps - 1, (1,), generator=gen))
+                    x_t, t = sample_xt(reference, scheduler, erase.states[k:k + 1], uncond, stop,
+                                       config.start_guidance, shape, gen)
+                    beyond = mined(erase.states[k:k + 1], tokens[k:k + 1], 1, 2 * config.radius, -1.0,
+                                   config.cos_low, gen)
+                    with torch.no_grad():
+                        target, keep = reference(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
+                            [guide.states[k:k + 1], beyond])).sample.chunk(2)
+                    pred, pred_beyond = unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
+                        [pool[i:i + 1], beyond])).sample.chunk(2)
+                    loss = F.mse_loss(pred, target) + config.beyond_weight * F.mse_loss(pred_beyond, keep)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
             return {k: (solved[k] + lora.delta(k)).to(solved[k].dtype) for k in layers}
         finally:  # fitting leaves the pipeline as it found it; the artifact carries the change
             with torch.no_grad():

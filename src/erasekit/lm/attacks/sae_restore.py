@@ -87,13 +87,9 @@ def restoring(lm: LM, base: LM, layer: int, sae: SAE | None, features: torch.Ten
             new = h + (sae.decode(moved) - sae.decode(f_u)).to(h.dtype)
         return (new, *out[1:]) if isinstance(out, tuple) else new
 
-    handles = [lm.model.register_forward_pre_hook(pre, with_kwargs=True),
-               M.decoder_layers(lm.model)[layer].register_forward_hook(post)]
-    try:
+    with lm.model.register_forward_pre_hook(pre, with_kwargs=True), \
+            M.decoder_layers(lm.model)[layer].register_forward_hook(post):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @LM_ATTACKS.register("sae_restore")

@@ -26,6 +26,7 @@ DPO/LoRA adapter stack over generations (step 7), which a tiny model cannot exer
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -73,13 +74,11 @@ def up_activations(lm: LM, items: list, layers: list[int]) -> dict[int, torch.Te
     ids, mask = _pad(rows, _pad_id(lm))
     box: dict[int, torch.Tensor] = {}
     mlps = decoder_layers(lm.model)
-    handles = [mlps[l].mlp.up_proj.register_forward_hook(lambda _m, _i, out, l=l: box.__setitem__(l, out))
-               for l in layers]
-    try:
+    with ExitStack() as hooks:
+        for l in layers:
+            hooks.enter_context(mlps[l].mlp.up_proj.register_forward_hook(
+                lambda _m, _i, out, l=l: box.__setitem__(l, out)))
         lm.model(input_ids=ids, attention_mask=mask)
-    finally:
-        for h in handles:
-            h.remove()
     return {l: torch.einsum("nt,ntk->nk", weight, box[l].float()) for l in layers}
 
 
