@@ -11,7 +11,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest
 import torch
 
+# Under pytest-xdist (`make test` runs two workers on CI's two cores) each worker, and each CLI it
+# starts, gets one thread; a plain `pytest` run gets two.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("ERASEKIT_THREADS", "1")
 torch.set_num_threads(int(os.environ.get("ERASEKIT_THREADS", "2")))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that share the trained tiny language models run in one xdist worker (``--dist loadgroup``),
+    so the session fixture trains them once."""
+    for item in items:
+        if "tiny_lms" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_lms"))
 
 
 @pytest.fixture(scope="session")
