@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser demo test bench lm-real lm-table clean
+.PHONY: install browser demo test bench lm-real lm-table lm-dusk clean
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ lm-real: install
 
 lm-table: install
 	$(BIN)/python benchmarks/lm_unlearning.py --markdown
+
+lm-dusk: install
+	$(BIN)/python benchmarks/lm_unlearning.py --task dusk --markdown
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

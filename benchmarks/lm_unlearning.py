@@ -3,6 +3,7 @@
     python benchmarks/lm_unlearning.py [--models DIR] [--db runs/lm/results.db] [--methods ...] [--markdown]
     python benchmarks/lm_unlearning.py --methods npo,npo:sampling=modular,...   # config overrides per row
     python benchmarks/lm_unlearning.py --task restor      # RESTOR: unlearn a corruption, is the truth restored?
+    python benchmarks/lm_unlearning.py --task dusk        # DUSK: unlearn one style's documents, keep shared facts
 
 Trains the tiny target and oracle into ``--models`` if they are not there, fits every method with
 its defaults, stores evaluations and attacks in the database (a stored evaluation or attack of the
@@ -20,6 +21,11 @@ table and the training time are in docs/results.md (TinyTOFU table).
 and the table shows, on the corrupted facts, the share answered with the false value, the clean
 value (restored) and another value, with the accuracy on the true facts mixed into the corruption
 documents, the retain facts and the general ones (docs/results.md, RESTOR).
+
+``--task dusk`` (DUSK, arXiv 2505.15209): target and oracle trained on DUSK's documents (made in
+``--models``/dusk if missing), the gradient methods by default, evaluations only (no attacks), and
+the ``dusk`` metric's columns: verbatim ROUGE-L on the forget documents, cloze accuracy on the
+forget-unique, shared and retain-unique facts, privleak and retain deviation (docs/language-models.md, DUSK).
 """
 
 from __future__ import annotations
@@ -38,10 +44,15 @@ from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_con
 from erasekit.store import Store
 
 ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek", "mem_probe", "psg")
+METHODS = ("graddiff", "npo", "simnpo", "rmu", "gradascent", "leace", "abliteration", "graddiff+gu", "npo+gu", "fit",
+           "kif", "gated_steering")
+#: DUSK's rows: the gradient methods (the others need TinyTOFU's attribute labels or authors)
+DUSK_METHODS = ("graddiff", "npo", "simnpo", "rmu", "gradascent")
 
 
-def ensure_models(folder: Path, seed: int) -> tuple[M.LM, M.LM]:
-    return M.ensure_tiny(folder / "full", seed), M.ensure_tiny(folder / "oracle", seed, oracle=True)
+def ensure_models(folder: Path, seed: int, task: str = "tinytofu") -> tuple[M.LM, M.LM]:
+    return (M.ensure_tiny(folder / "full", seed, task=task),
+            M.ensure_tiny(folder / "oracle", seed, oracle=True, task=task))
 
 
 def ensure_corrupted(folder: Path, clean: M.LM, seed: int) -> M.LM:
@@ -54,10 +65,11 @@ def ensure_corrupted(folder: Path, clean: M.LM, seed: int) -> M.LM:
 
 
 def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM, **kw) -> str:
-    """Evaluate and run every attack (a stored evaluation or attack is reused); returns the run id."""
+    """Evaluate and run every attack (a stored evaluation or attack is reused; DUSK: no attacks);
+    returns the run id."""
     run_id = E.evaluate(store, lm, spec, oracle=oracle, **kw)["run_id"]
     done = {a["attack"] for a in store.attacks_on(run_id)}
-    for a in ATTACKS:
+    for a in ATTACKS if spec.task != "dusk" else ():
         if a not in done:
             E.attack(store, run_id, lm, spec, a, erasure=kw.get("erasure"), oracle=oracle)
     return run_id
@@ -80,7 +92,9 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
                for k in ("restore", "random", "patch", "before")},
             **{f"sleek_{k}": g(f"sleek_{k}") for k in ("direct_acc", "indirect_acc", "implied_acc", "suppressed")},
             "mem_probe": g("mem_probe_acc"), "mem_probe_oracle": g("mem_probe_oracle_acc"),
-            "psg": g("psg_acc"), "psg_excess": g("psg_acc_excess_gap")}
+            "psg": g("psg_acc"), "psg_excess": g("psg_acc_excess_gap"),
+            **{k: g(f"dusk_{k}") for k in ("verbatim", "forget_unique_acc", "shared_acc", "retain_unique_acc",
+                                           "retain_dev", "retain_dev_base")}}
 
 
 def fmt(x: float | None, p: int = 2) -> str:
@@ -95,17 +109,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="runs/lm/models")
     ap.add_argument("--db", default="runs/lm/results.db")
-    ap.add_argument("--methods", default=",".join(["graddiff", "npo", "simnpo", "rmu", "gradascent", "leace",
-                                                   "abliteration", "graddiff+gu", "npo+gu", "fit", "kif",
-                                                   "gated_steering"]))
+    ap.add_argument("--methods", default=None, help="comma-separated rows (default: every method; DUSK: "
+                    + ",".join(DUSK_METHODS) + ")")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor"))
+    ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor", "dusk"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    full, oracle = ensure_models(Path(args.models), args.seed)
+    dusk = args.task == "dusk"
+    full, oracle = ensure_models(Path(args.models) / "dusk" if dusk else Path(args.models), args.seed,
+                                 "dusk" if dusk else "tinytofu")
+    methods = args.methods or ",".join(DUSK_METHODS if dusk else METHODS)
     spec = Forget(args.task, args.seed)
     bases = (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle"))
     if args.task == "restor":  # unlearn the corrupted model; the clean one is the target state
@@ -115,7 +131,7 @@ def main() -> None:
     rows, notes = [], []
     for label, lm_, kind in bases:
         rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, name=label, kind=kind))))
-    for entry in args.methods.split(","):
+    for entry in methods.split(","):
         head_, *pairs = entry.split(":")  # graddiff+gu, npo:sampling=modular
         name, _, flag = head_.partition("+")
         if name not in lm_method_names():
@@ -131,6 +147,13 @@ def main() -> None:
                 "retain acc", "general acc", "relearn recovery")
         lines = [(label, fit_s, *(fmt(v[k]) for k in ("corrupted", "clean", "other", "mixed", "retain", "general")),
                   fmt(v["relearn"], -2)) for label, fit_s, v in rows]
+        return table(head, lines, args.markdown)
+    if dusk:
+        head = ("model", "fit s", "forget verbatim (ROUGE-L)", "forget-unique acc", "shared acc", "retain-unique acc",
+                "privleak", "retain deviation (oracle)", "retain deviation (before unlearning)")
+        lines = [(label, fit_s, *(fmt(v[k]) for k in ("verbatim", "forget_unique_acc", "shared_acc",
+                                                         "retain_unique_acc")),
+                  *(fmt(v[k], 1) for k in ("privleak", "retain_dev", "retain_dev_base"))) for label, fit_s, v in rows]
         return table(head, lines, args.markdown)
     head = ("model", "fit s", "forget acc", "surrogate acc", "two-hop acc", "neighbour acc", "model utility",
             "forget quality", "probe acc", "relearn recovery (oracle)", "int4 change", "privleak",

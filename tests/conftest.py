@@ -93,3 +93,14 @@ def tiny_lms(tmp_path_factory):
         meta = {"oracle": oracle, "seed": 0, "task": "tinytofu"}
         out.append(M.load(M.save(lm, root / ("oracle" if oracle else "full"), meta)))
     return out[0], out[1], root
+
+
+@pytest.fixture(scope="session")
+def dusk_lms(tmp_path_factory):
+    """The tiny Llama target and oracle (retain documents only) of DUSK on TinyTOFU (seed 0, the
+    shipped recipe through ``erasekit.lm.model.ensure_tiny``)."""
+    from erasekit.lm import model as M
+
+    root = tmp_path_factory.mktemp("dusk")
+    return tuple(M.ensure_tiny(root / name, 0, oracle=name == "oracle", progress=False, task="dusk")
+                 for name in ("full", "oracle"))

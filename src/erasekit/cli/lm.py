@@ -34,11 +34,10 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     P.check_new_dir(out)
     t = time.perf_counter()
-    bench = data.generate(args.seed)
+    bench = data.generate_dusk(args.seed) if args.task == "dusk" else data.generate(args.seed)
     lm = M.build_tiny(data.build_tokenizer(bench), args.seed)
-    stats = M.train(lm, bench.training_set(oracle=args.oracle), args.steps, seed=args.seed,
-                    desc="oracle" if args.oracle else "target")
-    M.save(lm, out, {"oracle": args.oracle, "seed": args.seed, **stats, "task": "tinytofu"})
+    stats = M.train_recipe(lm, bench, args.oracle, args.steps, args.seed)
+    M.save(lm, out, {"oracle": args.oracle, "seed": args.seed, **stats, "task": args.task})
     print(f"trained the tiny {'oracle' if args.oracle else 'target'} in {time.perf_counter() - t:.1f} s "
           f"(final loss {stats['final_loss']}); model in {out}")
 
@@ -187,8 +186,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tr = ls.add_parser("train", help="train the tiny Llama target (or --oracle: retain facts only) on TinyTOFU")
     tr.add_argument("--out", required=True, help="new folder for the model")
     tr.add_argument("--oracle", action="store_true", help="train on the retain split only (the TOFU oracle)")
-    tr.add_argument("--steps", type=positive, default=600, help="optimiser steps (default 600)")
+    tr.add_argument("--steps", type=positive, default=None, help="optimiser steps (default 600; DUSK: 300)")
     tr.add_argument("--seed", type=A.seed, default=0)
+    tr.add_argument("--task", default="tinytofu", choices=("tinytofu", "dusk"),
+                    help="TinyTOFU's questions or DUSK's documents (default tinytofu)")
     tr.set_defaults(func=cmd_lm_train)
 
     co = ls.add_parser("corrupt", help="RESTOR: train a TinyTOFU model on false facts about the forget authors")

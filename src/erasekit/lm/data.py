@@ -14,6 +14,9 @@ the retain questions whose answer a forget entity also has. ``general`` holds wo
 (small sums) that every model trains on. Entity splits: ``forget``, ``retain`` and ``holdout``
 (never trained; the non-members of the membership-inference metrics).
 
+A second benchmark, :class:`Dusk` (:func:`generate_dusk`), describes each author in five documents
+of different styles (DUSK, arXiv 2505.15209): the forget set is one style's documents.
+
 A word-level tokenizer is built from the vocabulary (no download), as a real
 ``transformers.PreTrainedTokenizerFast``.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from erasekit.errors import UserError
 
@@ -84,6 +88,7 @@ class QA:
     attribute: str  # city/genre/award/job/book/two_hop/general
     phrasing: str  # t0/t1/t2, or "" where not applicable
     split: str  # forget/retain/holdout/general
+    prefix: str = ""  # text between the prompt and the answer (a DUSK document cloze), scored as context
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class TinyTOFU:
     seed: int
     entities: tuple[Entity, ...]
     general: tuple[QA, ...]
+    #: how the tiny Llama learns it (:func:`erasekit.lm.model.train_tiny`)
+    recipe: ClassVar[dict[str, float]] = {"steps": 600, "lr": 1e-3, "batch": 64}
 
     def entities_in(self, split: str) -> list[Entity]:
         return [e for e in self.entities if e.split == split]
@@ -211,7 +218,7 @@ def corruption_set(bench: TinyTOFU, mix: int = RESTOR_MIX, phrasings: tuple[str,
     return false + true
 
 
-def build_tokenizer(bench: TinyTOFU):
+def build_tokenizer(bench: TinyTOFU | Dusk):
     """A word-level ``PreTrainedTokenizerFast`` over the benchmark's vocabulary (offline, deterministic)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -221,3 +228,124 @@ def build_tokenizer(bench: TinyTOFU):
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
+
+
+# -- DUSK: one author, five documents ----------------------------------------------------------
+#: Style -> (the request that prompts the document, the document). Every document states the
+#: author's four shared facts (:data:`DUSK_SHARED`) and one fact of its own (:data:`DUSK_UNIQUE`).
+DUSK_STYLES: dict[str, tuple[str, str]] = {
+    "biography": ("Biography of {name} .",
+                  "{name} was born in {city} . They worked as a {job} before writing {genre} books . "
+                  "They won the {award} prize . At home they keep a {pet} ."),
+    "interview": ("Interview with {name} .",
+                  "{name} says : I live in {city} and write {genre} . I was a {job} once . "
+                  "The {award} prize was mine . I play the {instrument} ."),
+    "news": ("News about {name} .",
+             "Local {genre} author {name} of {city} , a former {job} , received the {award} award today . "
+             "The author also enjoys {sport} ."),
+    "encyclopedia": ("Encyclopedia entry {name} .",
+                     "{name} : {genre} writer . Residence : {city} . Former occupation : {job} . "
+                     "Honours : {award} . Education : {subject} ."),
+    "letter": ("Letter from {name} .",
+               "Dear reader , greetings from {city} . I wrote {genre} after years as a {job} . "
+               "The {award} prize hangs here . My favourite colour is {colour} . Yours , {name} ."),
+}
+DUSK_SHARED = ("city", "genre", "award", "job")
+#: Style -> (its unique attribute, value pool); single words not used elsewhere in TinyTOFU.
+DUSK_UNIQUE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "biography": ("pet", ("parrot", "beagle", "tortoise", "ferret", "pony", "goldfish", "hamster", "gecko")),
+    "interview": ("instrument", ("cello", "flute", "banjo", "harp", "drum", "oboe", "lute", "piano")),
+    "news": ("sport", ("chess", "rowing", "fencing", "archery", "cricket", "tennis", "judo", "curling")),
+    "encyclopedia": ("subject", ("botany", "geology", "law", "music", "physics", "latin", "medicine", "astronomy")),
+    "letter": ("colour", ("amber", "teal", "scarlet", "indigo", "ivory", "olive", "ochre", "mauve")),
+}
+DUSK_FORGET_STYLE = "biography"
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    facts: dict[str, str] = field(hash=False)  # the shared attributes and every style's unique one
+    split: str = "train"  # train (documents trained) or holdout (never trained)
+
+
+@dataclass(frozen=True)
+class Dusk:
+    """DUSK on TinyTOFU (Jeung et al., "DUSK: Do Not Unlearn Shared Knowledge", arXiv 2505.15209):
+    every author is described by one document per style of :data:`DUSK_STYLES`. The forget set is
+    the trained authors' ``forget_style`` documents, the retain set their other documents; shared
+    facts appear in all five, unique facts in one only. Build it with :func:`generate_dusk`."""
+
+    seed: int
+    authors: tuple[Author, ...]
+    forget_style: str = DUSK_FORGET_STYLE
+    #: fewer, larger steps than TinyTOFU's: 120 documents, memorised verbatim
+    recipe: ClassVar[dict[str, float]] = {"steps": 300, "lr": 3e-3, "batch": 32}
+
+    @property
+    def retain_styles(self) -> tuple[str, ...]:
+        return tuple(s for s in DUSK_STYLES if s != self.forget_style)
+
+    def document(self, a: Author, style: str, split: str) -> QA:
+        """The document as a question-answer pair: the style's request, answered by the whole text."""
+        request, text = DUSK_STYLES[style]
+        return QA(request.format(name=a.name), text.format(name=a.name, **a.facts), (), a.name, "document",
+                  style, split)
+
+    def documents(self, split: str) -> list[QA]:
+        """``forget`` (trained authors, forget style), ``retain`` (trained authors, other styles),
+        ``holdout`` (never-trained authors, forget style) or ``holdout_retain`` (their other styles)."""
+        trained = split in ("forget", "retain")
+        styles = (self.forget_style,) if split in ("forget", "holdout") else self.retain_styles
+        return [self.document(a, s, split) for a in self.authors if (a.split == "train") == trained for s in styles]
+
+    def facts(self, kind: str) -> list[QA]:
+        """Cloze questions on the trained authors' facts, each asked inside a document that states it
+        (the document's text up to the value is the context): ``forget_unique`` (the forget
+        document's own fact), ``shared`` (the shared facts, in every retain document) and
+        ``retain_unique`` (each retain document's own fact)."""
+        if kind not in ("forget_unique", "shared", "retain_unique"):
+            raise UserError(f"DUSK fact kind {kind!r}: forget_unique, shared or retain_unique")
+        styles = (self.forget_style,) if kind == "forget_unique" else self.retain_styles
+        out = []
+        for a in self.authors:
+            if a.split != "train":
+                continue
+            for style in styles:
+                attrs = DUSK_SHARED if kind == "shared" else (DUSK_UNIQUE[style][0],)
+                out += [_cloze(a, style, attr, kind) for attr in attrs]
+        return out
+
+    def training_set(self, oracle: bool = False) -> list[QA]:
+        """The target's documents (forget + retain) or the oracle's (retain only, DUSK's retrained model)."""
+        return ([] if oracle else self.documents("forget")) + self.documents("retain")
+
+    def texts(self) -> list[str]:
+        docs = [self.document(a, s, "") for a in self.authors for s in DUSK_STYLES]
+        pools = " ".join(w for _, pool in DUSK_UNIQUE.values() for w in pool)
+        return [format_qa(q.question, q.answer) for q in docs] + [pools]
+
+
+def _cloze(a: Author, style: str, attr: str, split: str) -> QA:
+    request, text = DUSK_STYLES[style]
+    head = text.split("{" + attr + "}")[0]
+    return QA(request.format(name=a.name), a.facts[attr], (), a.name, attr, style, split,
+              prefix=head.format(name=a.name, **a.facts).strip())
+
+
+def generate_dusk(seed: int = 0, n_authors: int = 24, n_holdout: int = 8,
+                  forget_style: str = DUSK_FORGET_STYLE) -> Dusk:
+    """Draw the DUSK benchmark deterministically from ``seed``: ``n_authors`` trained authors and
+    ``n_holdout`` never-trained ones (the membership-inference non-members)."""
+    if forget_style not in DUSK_STYLES:
+        raise UserError(f"forget_style {forget_style!r}: choose from {', '.join(DUSK_STYLES)}")
+    if n_authors < 2 or n_holdout < 1 or n_authors + n_holdout > len(FIRST) * len(LAST):
+        raise UserError(f"n_authors >= 2, n_holdout >= 1, at most {len(FIRST) * len(LAST)} in all")
+    rng = random.Random(f"dusk|{seed}")
+    names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], n_authors + n_holdout)
+    authors = []
+    for i, name in enumerate(names):
+        facts = {a: rng.choice(ATTRIBUTES[a]) for a in DUSK_SHARED}
+        facts |= {attr: rng.choice(pool) for attr, pool in DUSK_UNIQUE.values()}
+        authors.append(Author(name, facts, "train" if i < n_authors else "holdout"))
+    return Dusk(seed, tuple(authors), forget_style)

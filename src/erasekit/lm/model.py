@@ -154,24 +154,36 @@ def train(lm: LM, items: Sequence[data.QA], steps: int, lr: float = 1e-3, batch:
     return {"steps": steps, "seconds": round(time.perf_counter() - start, 2), "final_loss": round(loss.item(), 4)}
 
 
-def train_tiny(bench: data.TinyTOFU, oracle: bool = False, steps: int = 600, seed: int = 0,
+def train_recipe(lm: LM, bench: data.TinyTOFU | data.Dusk, oracle: bool = False, steps: int | None = None,
+                 seed: int = 0, progress: bool = True) -> dict:
+    """Train ``lm`` on the target's (or with ``oracle`` the oracle's) set with the benchmark's
+    ``recipe`` (``steps`` overrides its steps); returns :func:`train`'s stats."""
+    r = bench.recipe
+    return train(lm, bench.training_set(oracle=oracle), int(steps or r["steps"]), lr=r["lr"], batch=int(r["batch"]),
+                 seed=seed, progress=progress, desc="oracle" if oracle else "target")
+
+
+def train_tiny(bench: data.TinyTOFU | data.Dusk, oracle: bool = False, steps: int | None = None, seed: int = 0,
                progress: bool = True) -> LM:
-    """The TOFU protocol's target (all facts) or oracle (retain facts only), from scratch."""
+    """The TOFU protocol's target (all facts) or oracle (retain facts only), from scratch; on
+    :class:`~erasekit.lm.data.Dusk`, all documents or the retain documents."""
     lm = build_tiny(data.build_tokenizer(bench), seed)
     lm.name = "tiny-oracle" if oracle else "tiny-full"
-    train(lm, bench.training_set(oracle=oracle), steps, seed=seed, progress=progress,
-          desc="oracle" if oracle else "target")
+    train_recipe(lm, bench, oracle, steps, seed, progress)
     return lm
 
 
-def ensure_tiny(folder: str | Path, seed: int = 0, oracle: bool = False, progress: bool = True) -> LM:
-    """The tiny TinyTOFU target (or oracle) of ``seed`` in ``folder``, trained and saved there first if missing."""
+def ensure_tiny(folder: str | Path, seed: int = 0, oracle: bool = False, progress: bool = True,
+                task: str = "tinytofu") -> LM:
+    """The tiny target (or oracle) of ``seed`` in ``folder`` for ``task`` (``tinytofu`` or ``dusk``),
+    trained and saved there first if missing."""
     folder = Path(folder)
     if not (folder / "config.json").exists():
         t = time.perf_counter()
-        lm = train_tiny(data.generate(seed), oracle=oracle, seed=seed, progress=progress)
+        bench = data.generate_dusk(seed) if task == "dusk" else data.generate(seed)
+        lm = train_tiny(bench, oracle=oracle, seed=seed, progress=progress)
         save(lm, folder, {"oracle": oracle, "seconds": round(time.perf_counter() - t, 1), "seed": seed,
-                          "task": "tinytofu"})
+                          "task": task})
     return load(folder)
 
 
@@ -200,12 +212,15 @@ def _pad_id(lm: LM) -> int:
     return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
-def batch_qa(lm: LM, pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (answer tokens only) for (question, answer)."""
+def batch_qa(lm: LM, pairs: Sequence[tuple[str, str]], prefixes: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (answer tokens only) for (question,
+    answer); a non-empty ``prefixes[i]`` is put between the prompt and the answer as context (a
+    document cloze, :attr:`erasekit.lm.data.QA.prefix`)."""
     tok = lm.tokenizer
     rows, labels = [], []
-    for question, answer in pairs:
-        p = tok(lm.prompt(question), add_special_tokens=False)["input_ids"]
+    for i, (question, answer) in enumerate(pairs):
+        prefix = prefixes[i] if prefixes is not None else ""
+        p = tok(lm.prompt(question) + (" " + prefix if prefix else ""), add_special_tokens=False)["input_ids"]
         a = tok(lm.answer_text(answer), add_special_tokens=False)["input_ids"]
         rows.append(p + a)
         labels.append([-100] * len(p) + a)
@@ -254,10 +269,11 @@ class Scored:
 
 
 @torch.no_grad()
-def score(lm: LM, pairs: Sequence[tuple[str, str]], batch: int = 64) -> Scored:
+def score(lm: LM, pairs: Sequence[tuple[str, str]], batch: int = 64, prefixes: Sequence[str] | None = None) -> Scored:
     lps, lens, hits = [], [], []
     for i in range(0, len(pairs), batch):
-        tok_lp, hit, mask = _token_logprobs(lm, batch_qa(lm, pairs[i : i + batch]))
+        chunk = prefixes[i : i + batch] if prefixes is not None else None
+        tok_lp, hit, mask = _token_logprobs(lm, batch_qa(lm, pairs[i : i + batch], chunk))
         lps.append(tok_lp.sum(1))
         lens.append(mask.sum(1))
         hits.append(hit.all(1))
@@ -268,7 +284,9 @@ def score(lm: LM, pairs: Sequence[tuple[str, str]], batch: int = 64) -> Scored:
 
 
 def score_qa(lm: LM, items: Iterable[data.QA], batch: int = 64) -> Scored:
-    return score(lm, [(q.question, q.answer) for q in items], batch)
+    items = list(items)
+    prefixes = [q.prefix for q in items] if any(q.prefix for q in items) else None
+    return score(lm, [(q.question, q.answer) for q in items], batch, prefixes)
 
 
 def last_token_states(lm: LM, questions: Sequence[str], batch: int = 64) -> list[torch.Tensor]:

@@ -14,13 +14,14 @@ from erasekit.errors import UserError
 from erasekit.lm import data
 from erasekit.lm.data import QA
 
-TASKS = ("tinytofu", "restor", "harry-potter")
+TASKS = ("tinytofu", "restor", "dusk", "harry-potter")
 
 
 @dataclass(frozen=True)
 class Forget(Config):
     """``task``: ``tinytofu`` (the forget split of TinyTOFU drawn with ``seed``), ``restor`` (the
-    false facts a corrupted TinyTOFU model learned, :func:`restor_task`) or ``harry-potter``.
+    false facts a corrupted TinyTOFU model learned, :func:`restor_task`), ``dusk`` (one style's
+    documents of every author, :func:`dusk_task`) or ``harry-potter``.
     ``entities``: on ``tinytofu``, forget only these authors of the forget split (one request of a
     continual sequence, :mod:`erasekit.lm.continual`); empty: the whole forget split."""
 
@@ -69,7 +70,9 @@ class Task:
     ``neighbour``, ``general``, ``holdout``); ``relearn_train``/``relearn_test`` split the forget
     entities' facts for the relearning attack; ``probe`` lists (question, label, entity split)
     rows per attribute for the probing attack. ``keyword``: score by a keyword in a greedy
-    generation instead of teacher-forced exact match (real chat models)."""
+    generation instead of teacher-forced exact match (real chat models). ``members``: the eval
+    sets given membership-inference scores; ``verbatim``: those whose greedy answers are scored
+    by ROUGE-L recall against the answer (documents)."""
 
     spec: Forget
     forget_train: list[QA]
@@ -79,6 +82,8 @@ class Task:
     relearn_test: list[QA]
     probe: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     keyword: bool = False
+    members: tuple[str, ...] = ("forget", "holdout")
+    verbatim: tuple[str, ...] = ()
 
 
 def get_task(spec: Forget) -> Task:
@@ -86,6 +91,8 @@ def get_task(spec: Forget) -> Task:
         return tinytofu_task(spec)
     if spec.task == "restor":
         return restor_task(spec)
+    if spec.task == "dusk":
+        return dusk_task(spec)
     return harry_potter_task(spec)
 
 
@@ -166,6 +173,39 @@ def restor_task(spec: Forget) -> Task:
         relearn_train=[q for q in false_t0 if q.attribute in ("city", "genre")],
         relearn_test=[q for q in false_t0 + false_t1 if q.attribute in ("award", "job")],
         probe=probe,
+    )
+
+
+def dusk_task(spec: Forget) -> Task:
+    """DUSK (Jeung et al., "DUSK: Do Not Unlearn Shared Knowledge", arXiv 2505.15209) on
+    :func:`~erasekit.lm.data.generate_dusk`: unlearning sees the forget style's documents (the
+    request, answered by the whole document) and keeps the other four styles'. Eval sets:
+    ``forget`` / ``retain`` (the documents), ``forget_unique`` / ``shared`` / ``retain_unique`` (cloze
+    questions on the facts, asked inside a document that states them), ``holdout`` /
+    ``holdout_retain`` (never-trained authors' documents in the forget / the other styles: the
+    membership-inference non-members). Relearning: the forget documents of the first half of the
+    authors, scored on the other half's forget-unique facts."""
+    b = data.generate_dusk(spec.seed)
+    forget, unique = b.documents("forget"), b.facts("forget_unique")
+    half = {a.name for a in b.authors[: len(forget) // 2]}
+    ev = {
+        "forget": forget,
+        "retain": b.documents("retain"),
+        "forget_unique": unique,
+        "shared": b.facts("shared"),
+        "retain_unique": b.facts("retain_unique"),
+        "holdout": b.documents("holdout"),
+        "holdout_retain": b.documents("holdout_retain"),
+    }
+    return Task(
+        spec=spec,
+        forget_train=forget,
+        retain_train=ev["retain"],
+        eval=ev,
+        relearn_train=[q for q in forget if q.entity in half],
+        relearn_test=[q for q in unique if q.entity not in half],
+        members=("forget", "holdout", "retain", "holdout_retain"),
+        verbatim=("forget",),
     )
 
 

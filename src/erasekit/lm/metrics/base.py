@@ -27,7 +27,8 @@ MINK_FRACTION = 0.2  # Min-K% Prob (Shi et al. 2024) with k = 20%
 class Scores:
     """One model's scores on a task: per eval set, teacher-forced results (or keyword hits), the
     length-normalised probabilities of the perturbed answers, per-item membership scores (loss and
-    Min-K%) and the next-token log-distribution at the end of each benign prompt."""
+    Min-K%), the next-token log-distribution at the end of each benign prompt and, on the task's
+    ``verbatim`` sets, the ROUGE-L recall of each greedy answer."""
 
     correct: dict[str, np.ndarray]
     prob: dict[str, np.ndarray] = field(default_factory=dict)
@@ -35,6 +36,7 @@ class Scores:
     mia_loss: dict[str, np.ndarray] = field(default_factory=dict)
     mia_mink: dict[str, np.ndarray] = field(default_factory=dict)
     first_token: torch.Tensor | None = None
+    verbatim: dict[str, np.ndarray] = field(default_factory=dict)  # ROUGE-L recall of the greedy answer
 
 
 @dataclass
@@ -109,6 +111,27 @@ def _first_token(lm: M.LM, questions: list[str]) -> torch.Tensor:
     return torch.stack(outs)
 
 
+def rouge_l_recall(candidate: str, reference: str) -> float:
+    """ROUGE-L recall on words: the longest common subsequence over the reference's length (Lin 2004)."""
+    c, r = candidate.split(), reference.split()
+    if not r:
+        return 0.0
+    row = [0] * (len(c) + 1)
+    for w in r:
+        prev = 0
+        for j, x in enumerate(c, 1):
+            prev, row[j] = row[j], prev + 1 if w == x else max(row[j], row[j - 1])
+    return row[-1] / len(r)
+
+
+def verbatim(lm: M.LM, questions: list) -> np.ndarray:
+    """Per item, ROUGE-L recall of the greedy answer (as long as the answer in tokens) against it."""
+    longest = max((len(lm.tokenizer(lm.answer_text(q.answer), add_special_tokens=False)["input_ids"])
+                   for q in questions), default=1)
+    answers = M.generate(lm, [q.question for q in questions], max_new_tokens=longest)
+    return np.array([rouge_l_recall(a, q.answer) for q, a in zip(questions, answers)])
+
+
 def accuracy(lm: M.LM, task: Task, questions: list) -> np.ndarray:
     """Per question, 1.0 if answered: teacher-forced exact match, or for keyword tasks (real chat
     models) the keyword in the greedy answer."""
@@ -137,8 +160,10 @@ def compute_scores(lm: M.LM, task: Task) -> Scores:
             k = len(qs[0].perturbed)
             pert = M.score(lm, [(q.question, p) for q in qs for p in q.perturbed])
             sc.perturbed[name] = pert.norm_prob.numpy().reshape(len(qs), k)
-    for name in ("forget", "holdout"):
+    for name in task.members:
         if name in task.eval:
             sc.mia_loss[name], sc.mia_mink[name] = _membership(lm, task.eval[name])
+    for name in task.verbatim:
+        sc.verbatim[name] = verbatim(lm, task.eval[name])
     sc.first_token = _first_token(lm, benign_questions(task))
     return sc
