@@ -19,11 +19,12 @@ torch.set_num_threads(int(os.environ.get("ERASEKIT_THREADS", "2")))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that share the trained tiny language models run in one xdist worker (``--dist loadgroup``),
-    so the session fixture trains them once."""
+    """Tests that share a set of trained tiny language models run in one xdist worker (``--dist
+    loadgroup``), so its session fixture trains them once."""
     for item in items:
-        if "tiny_lms" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_lms"))
+        shared = [f for f in ("tiny_lms", "dusk_lms") if f in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
 @pytest.fixture(scope="session")
