@@ -167,3 +167,12 @@ def test_pga_lora_merges_into_the_weight_it_adapts() -> None:
     assert not torch.allclose(hooked, before) and torch.equal(lin(x).detach(), before)  # the hook came off
     merged = torch.nn.functional.linear(x, lora.merged()["w"], lin.bias)
     torch.testing.assert_close(merged, hooked)
+
+
+def test_pga_config_names_the_bad_field() -> None:
+    from erasekit.lm.methods.base import make_lm_config
+
+    assert make_lm_config("pga", {"params": "down_proj"}).params == "down_proj"
+    for bad in ({"params": "attn"}, {"forget": "ascent"}, {"rank": 0}, {"refit_every": 0}, {"lr": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            make_lm_config("pga", bad)
