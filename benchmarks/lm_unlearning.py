@@ -12,9 +12,10 @@ accuracy, two-hop accuracy, model utility, forget quality, best-layer probe accu
 recovery (oracle's in brackets), the change in forget accuracy after int4 quantisation, and the
 forget accuracy after SAE restoration (with random features and with the layer patched), and
 Sleek's recovery per prompt family with its retained-fact over-suppression, and PGA's
-cross-sequence memorisation probe (oracle's in brackets). A method whose artifact reports
-Cohen's d of its signature (KIF) gets a line after the table with the mean before and after. The
-table and the training time are in docs/results.md (TinyTOFU table).
+cross-sequence memorisation probe (the ``mem_probe`` metric, also run as an attack; oracle's in
+brackets). A method whose artifact reports Cohen's d of its signature (KIF) gets a line after the
+table with the mean before and after. The table and the training time are in docs/results.md
+(TinyTOFU table).
 
 ``--task restor`` (RESTOR, Rezaei et al. 2025): the model unlearned is the target corrupted by
 ``erasekit lm corrupt`` (made in ``--models``/restor if missing), the oracle is the clean target,
@@ -45,7 +46,7 @@ from erasekit.store import Store
 
 ATTACKS = ("probe", "relearn", "quantize", "sae_restore", "sleek", "mem_probe", "psg")
 METHODS = ("graddiff", "npo", "simnpo", "rmu", "gradascent", "leace", "abliteration", "graddiff+gu", "npo+gu", "fit",
-           "kif", "gated_steering")
+           "kif", "gated_steering", "pga")
 #: DUSK's rows: the gradient methods (the others need TinyTOFU's attribute labels or authors)
 DUSK_METHODS = ("graddiff", "npo", "simnpo", "rmu", "gradascent")
 

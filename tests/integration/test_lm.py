@@ -14,6 +14,7 @@ from PIL import Image
 from erasekit.cli import main
 from erasekit.lm import evaluate as E
 from erasekit.lm import model as M
+from erasekit.lm.metrics.base import compute_scores
 from erasekit.lm.tasks import Forget, get_task
 from erasekit.lm.methods.base import LMErasure, get_lm_method, lm_method_names, make_lm_config
 from erasekit.lm.unlearning import layer_output, unlearn_loop
@@ -269,11 +270,39 @@ def test_memorisation_probe_sees_the_unlearning_signature(tiny_lms) -> None:
 
     full, oracle, _ = tiny_lms
     art = get_lm_method("graddiff").fit(full, SPEC, make_lm_config("graddiff", {}), progress=False)
+    task = get_task(SPEC)
     with art.applied(full):
-        v = get_lm_attack("mem_probe").run(full, get_task(SPEC), oracle, 12)
+        v = get_lm_attack("mem_probe").run(full, task, oracle, 12)
+        scores = compute_scores(full, task)
     assert v["mem_probe_oracle_acc"].value <= 0.6
     assert v["mem_probe_acc"].value >= v["mem_probe_oracle_acc"].value + 0.08
     assert len(v["mem_probe_acc"].meta["per_layer"]) == 4
+    m = E.metric_values(task, scores, compute_scores(oracle, task), None, ("mem_probe",))["mem_probe"]
+    assert m["mem_probe_acc"].meta["per_layer"] == v["mem_probe_acc"].meta["per_layer"]  # the metric is the attack on every pair
+    assert m["mem_probe_oracle_acc"].value == v["mem_probe_oracle_acc"].value and m["mem_probe_acc"].n == 96
+
+
+def test_pga_erases_the_signature_its_forget_term_leaves(tiny_lms) -> None:
+    """PGA (arXiv 2605.01699) on TinyTOFU: the trained model shows no cross-sequence signature (the
+    ``mem_probe`` metric at chance); PGA's NPO forget term alone (``align=0``) leaves one, clearly
+    above chance; with the alignment along the refitted probes the probe is back at chance, with the
+    same forgetting and about the same retain utility."""
+    full, _, _ = tiny_lms
+    task = get_task(SPEC)
+    base = compute_scores(full, task)
+    out = {}
+    for align in (0.0, 1.0):
+        art = get_lm_method("pga").fit(full, SPEC, make_lm_config("pga", {"align": align}), progress=False)
+        with art.applied(full):
+            scores = compute_scores(full, task)
+        vals = E.metric_values(task, scores, None, base, ("mem_probe", "forget", "utility"))
+        out[align] = {k: v.value for m in vals.values() for k, v in m.items()}
+    print({a: {k: round(v, 3) for k, v in o.items()} for a, o in out.items()})
+    plain, pga = out[0.0], out[1.0]
+    assert pga["mem_probe_before_acc"] <= 0.56
+    assert plain["mem_probe_acc"] >= 0.62 and pga["mem_probe_acc"] <= 0.56
+    assert plain["forget_acc"] <= 0.1 and pga["forget_acc"] <= 0.1
+    assert pga["retain_acc"] >= 0.9 and pga["model_utility"] >= plain["model_utility"] - 0.05
 
 
 def test_restor_corruption_is_learned_and_unlearning_it_is_scored(tiny_lms, tmp_path, capsys) -> None:

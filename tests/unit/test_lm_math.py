@@ -1,4 +1,5 @@
-"""Exact checks of the language-model math: GU projection, abliteration, RTN quantisation, LEACE, TOFU metrics."""
+"""Exact checks of the language-model math: GU projection, abliteration, RTN quantisation, LEACE, TOFU metrics,
+KIF, and PGA's probe, alignment and LoRA."""
 
 from __future__ import annotations
 
@@ -109,3 +110,69 @@ def test_kif_capsule_removes_the_signature_mean_shift() -> None:
         assert (abs(after) < 1e-4) if want == 0.0 else (after < -1), (s, after)
     x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 4.0, 5.0])
     assert abs(cohens_d(x, y) + 2.0) < 1e-6  # (2 - 4) / pooled sd 1
+
+
+def test_unseen_questions_are_about_authors_nobody_trained() -> None:
+    bench = data.generate(0)
+    qs = data.unseen_questions(bench, 10)
+    assert qs == data.unseen_questions(bench, 10) and len(qs) == 10
+    assert {q.entity for q in qs}.isdisjoint({e.name for e in bench.entities})
+    assert [q.attribute for q in qs[:4]] == list(data.ATTRIBUTES)  # author by author, as forget_train
+    tok = data.build_tokenizer(bench)
+    assert tok.unk_token_id not in tok(" ".join(data.format_qa(q.question, q.answer) for q in qs))["input_ids"]
+    with pytest.raises(ValueError, match="unused author names"):
+        data.unseen_questions(bench, 4 * 73)
+
+
+def test_memorisation_probe_and_pga_alignment() -> None:
+    """The leave-one-pair-out probe finds a shift along ``v`` and is at chance once it is gone;
+    the probe's direction is ``v``; PGA's alignment term is the squared gap along it."""
+    from erasekit.lm.metrics.memprobe import author_pairs, loo_accuracy, probe_direction
+    from erasekit.lm.methods.pga import alignment
+
+    g = torch.Generator().manual_seed(0)
+    members = [data.QA("q", "a", (), f"m{i // 4}", "city", "t0", "forget") for i in range(32)]
+    clean = [data.QA("q", "a", (), f"c{i // 4}", "city", "t0", "holdout") for i in range(32)]
+    idx, y, pair = author_pairs(members, clean)
+    assert len(idx) == 64 and pair.max() == 7 and y.sum() == 32
+    assert author_pairs(members, clean, 3)[2].max() == 2
+    v = torch.zeros(16)
+    v[3] = 1.0
+    x = torch.randn(64, 16, generator=g)
+    shifted = x + 4.0 * torch.from_numpy(y)[:, None].float() * v
+    assert loo_accuracy([shifted], y, pair)[0] >= 0.85  # Bayes: Phi(2) = 0.98
+    w = probe_direction(shifted, y)
+    assert abs(float(w.norm()) - 1) < 1e-6 and int(w.abs().argmax()) == 3 and float(w @ v) > 0.6
+    gone = x - torch.outer(x @ v, v)
+    assert 0.3 <= loo_accuracy([gone], y, pair)[0] <= 0.7
+    c = torch.randn(5, 16, generator=g)
+    assert abs(float(alignment([c + 2.0 * v], [c], [v])) - 4.0) < 1e-5
+    u = torch.zeros(16)
+    u[5] = 1.0
+    assert float(alignment([c + 3.0 * u], [c], [v])) == 0.0  # a gap off the probe's direction costs nothing
+
+
+def test_pga_lora_merges_into_the_weight_it_adapts() -> None:
+    from erasekit.lm.methods.pga import LoRA
+
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(8, 6)
+    x = torch.randn(3, 8, generator=g)
+    before = lin(x).detach()
+    lora = LoRA({"w": lin}, rank=2, alpha=4.0, gen=g)
+    with torch.no_grad():
+        lora.b["w"].normal_(generator=g)
+    with lora.installed():
+        hooked = lin(x).detach()
+    assert not torch.allclose(hooked, before) and torch.equal(lin(x).detach(), before)  # the hook came off
+    merged = torch.nn.functional.linear(x, lora.merged()["w"], lin.bias)
+    torch.testing.assert_close(merged, hooked)
+
+
+def test_pga_config_names_the_bad_field() -> None:
+    from erasekit.lm.methods.base import make_lm_config
+
+    assert make_lm_config("pga", {"params": "down_proj"}).params == "down_proj"
+    for bad in ({"params": "attn"}, {"forget": "ascent"}, {"rank": 0}, {"refit_every": 0}, {"lr": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            make_lm_config("pga", bad)

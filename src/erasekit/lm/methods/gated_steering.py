@@ -68,8 +68,8 @@ def erasure_direction(lm: LM, forget: list, retain_q: list[str], layer: int, kin
         hf = last_token_states(lm, [q.question for q in forget])[layer + 1]
         hr = last_token_states(lm, retain_q)[layer + 1]
         return hr.mean(0) - hf.mean(0)
-    refuse = text_states(lm, [lm.prompt(q.question) + lm.answer_text(REFUSAL) for q in forget])[layer + 1]
-    recall = text_states(lm, [lm.prompt(q.question) + lm.answer_text(q.answer) for q in forget])[layer + 1]
+    refuse = text_states(lm, [lm.qa_text(q.question, REFUSAL) for q in forget])[layer + 1]
+    recall = text_states(lm, [lm.qa_text(q.question, q.answer) for q in forget])[layer + 1]
     return (refuse - recall).mean(0)
 
 

@@ -27,8 +27,9 @@ MINK_FRACTION = 0.2  # Min-K% Prob (Shi et al. 2024) with k = 20%
 class Scores:
     """One model's scores on a task: per eval set, teacher-forced results (or keyword hits), the
     length-normalised probabilities of the perturbed answers, per-item membership scores (loss and
-    Min-K%), the next-token log-distribution at the end of each benign prompt and, on the task's
-    ``verbatim`` sets, the ROUGE-L recall of each greedy answer."""
+    Min-K%), the next-token log-distribution at the end of each benign prompt, on the task's
+    ``verbatim`` sets the ROUGE-L recall of each greedy answer, and per layer the hidden states at
+    the answer's last token of the forget and holdout items (the memorisation probe)."""
 
     correct: dict[str, np.ndarray]
     prob: dict[str, np.ndarray] = field(default_factory=dict)
@@ -37,6 +38,7 @@ class Scores:
     mia_mink: dict[str, np.ndarray] = field(default_factory=dict)
     first_token: torch.Tensor | None = None
     verbatim: dict[str, np.ndarray] = field(default_factory=dict)  # ROUGE-L recall of the greedy answer
+    answer_states: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,4 +168,7 @@ def compute_scores(lm: M.LM, task: Task) -> Scores:
     for name in task.verbatim:
         sc.verbatim[name] = verbatim(lm, task.eval[name])
     sc.first_token = _first_token(lm, benign_questions(task))
+    if "holdout" in task.eval:  # members and never-trained items: the memorisation probe's
+        for name in ("forget", "holdout"):
+            sc.answer_states[name] = M.text_states(lm, [lm.qa_text(q.question, q.answer) for q in task.eval[name]])
     return sc
