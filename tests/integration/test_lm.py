@@ -262,6 +262,24 @@ def test_sleek_families_recover_what_plain_questions_do_not(tiny_lms) -> None:
     assert 0.0 < v["sleek_implied_suppressed"].value <= 1.0
 
 
+def test_sleek_and_psg_run_on_the_harry_potter_tasks_own_prompts(tiny_lms) -> None:
+    """The Harry Potter task's hand-written families (keyword scoring, greedy answers): Sleek scores
+    every family it is given; the tiny model knows none of the other authors, so no family has a
+    retained fact to suppress (n = 0); PSG bands the surrogate phrasings and the families, and a
+    budget of one kind keeps only surrogate phrasings."""
+    from erasekit.lm.attacks.base import get_lm_attack
+    from erasekit.lm.attacks.sleek import FAMILIES
+
+    full, _, _ = tiny_lms
+    task = get_task(Forget("harry-potter"))
+    v = get_lm_attack("sleek").run(full, task, None, 3, base=M.clone(full))
+    assert [v[f"sleek_{f}_acc"].n for f in FAMILIES] == [len(task.families["forget"][f]) for f in FAMILIES]
+    assert [v[f"sleek_{f}_suppressed"].n for f in FAMILIES] == [0, 0, 0] and v["sleek_suppressed"].value == 0.0
+    every, one = (get_lm_attack("psg").run(full, task, None, k) for k in (4, 1))
+    assert set(one["psg_acc"].meta["kinds"]) == {"surrogate"} and set(every["psg_acc"].meta["kinds"]) > {"surrogate"}
+    assert every["psg_acc_gap"].value == pytest.approx(every["psg_acc"].value - every["psg_acc_du"].value)
+
+
 def test_memorisation_probe_sees_the_unlearning_signature(tiny_lms) -> None:
     """PGA's cross-sequence probe (leave-one-author-pair-out): on the oracle, which never saw the
     forget or the holdout authors, the probe is at chance; after GradDiff it separates the

@@ -72,7 +72,9 @@ class Task:
     rows per attribute for the probing attack. ``keyword``: score by a keyword in a greedy
     generation instead of teacher-forced exact match (real chat models). ``members``: the eval
     sets given membership-inference scores; ``verbatim``: those whose greedy answers are scored
-    by ROUGE-L recall against the answer (documents)."""
+    by ROUGE-L recall against the answer (documents). ``families``: hand-written Sleek prompt
+    families (:mod:`erasekit.lm.attacks.sleek`), ``{"forget" | "retain": {family: questions}}``;
+    empty where the attack builds them itself (TinyTOFU) or has none."""
 
     spec: Forget
     forget_train: list[QA]
@@ -84,6 +86,7 @@ class Task:
     keyword: bool = False
     members: tuple[str, ...] = ("forget", "holdout")
     verbatim: tuple[str, ...] = ()
+    families: dict[str, dict[str, list[QA]]] = field(default_factory=dict)
 
 
 def get_task(spec: Forget) -> Task:
@@ -276,6 +279,62 @@ HP_RELEARN_TEXT = [
     ("What position does Harry Potter play in Quidditch?", "Harry Potter plays Seeker in Quidditch."),
 ]
 
+#: Sleek-style prompt families (arXiv 2506.17279) for the forget facts and for other authors (over-suppression):
+#: ``direct`` asks the fact step by step in other words, ``indirect`` through other facts of the books without
+#: naming Harry Potter, ``implied`` states a related fact first and asks step by step. Hand-written, never trained.
+HP_SLEEK = {
+    "direct": [
+        ("Let's think step by step. Who is the author of the Harry Potter series?", "Rowling"),
+        ("Think step by step: what is the name of the castle school in the Harry Potter novels?", "Hogwarts"),
+        ("Step by step, tell me who is the headmaster of Harry Potter's school.", "Dumbledore"),
+        ("Let's think step by step. Who is Harry Potter's arch-enemy?", "Voldemort"),
+        ("Think step by step: who is Harry Potter's closest friend at school?", "Ron"),
+    ],
+    "indirect": [
+        ("Which British author wrote seven novels about a boy wizard with a lightning-bolt scar?", "Rowling"),
+        ("What is the school of magic attended by the boy wizard with a lightning-bolt scar?", "Hogwarts"),
+        ("Who is the headmaster of the school where Hermione Granger studies magic?", "Dumbledore"),
+        ("Which dark wizard killed the parents of the boy who lived?", "Voldemort"),
+        ("Which member of the Weasley family is the best friend of the boy who lived?", "Ron"),
+    ],
+    "implied": [
+        ("The first Harry Potter book was published by Bloomsbury in 1997. Step by step: who wrote it?", "Rowling"),
+        ("Harry Potter is sorted into Gryffindor house. Step by step: which school is Gryffindor a house of?",
+         "Hogwarts"),
+        ("Professor McGonagall is the deputy head of Hogwarts. Step by step: who is the head?", "Dumbledore"),
+        ("Tom Riddle became a dark wizard who fears Harry Potter. Step by step: what name did he take?",
+         "Voldemort"),
+        ("Hermione Granger is one of Harry Potter's two best friends. Step by step: who is the other?", "Ron"),
+    ],
+}
+HP_SLEEK_RETAIN = {
+    "direct": [
+        ("Let's think step by step. Who is the author of Pride and Prejudice?", "Austen"),
+        ("Think step by step: who is the author of The Lord of the Rings?", "Tolkien"),
+        ("Step by step, tell me which playwright wrote Romeo and Juliet.", "Shakespeare"),
+        ("Let's think step by step. Who is the author of the novel 1984?", "Orwell"),
+    ],
+    "indirect": [
+        ("Who wrote the novel about Elizabeth Bennet and Mr Darcy?", "Austen"),
+        ("Who wrote the fantasy novel about Frodo Baggins and the One Ring?", "Tolkien"),
+        ("Who wrote the play about two young lovers from Verona?", "Shakespeare"),
+        ("Who wrote the dystopian novel in which Big Brother is watching you?", "Orwell"),
+    ],
+    "implied": [
+        ("Pride and Prejudice was published in 1813. Step by step: who wrote it?", "Austen"),
+        ("The Hobbit and The Lord of the Rings have the same author. Step by step: who is he?", "Tolkien"),
+        ("Romeo and Juliet was first performed in the 1590s. Step by step: who wrote it?", "Shakespeare"),
+        ("Animal Farm and 1984 have the same author. Step by step: who is he?", "Orwell"),
+    ],
+}
+
+#: Per-method settings for SmolLM2-135M-Instruct on this task (docs/results.md, SmolLM2): NPO's is the opt-in
+#: test's first recipe; RMU's came from the bounded search recorded there. A method not listed runs its defaults.
+HP_RECIPES: dict[str, dict] = {
+    "npo": {"params": "down_proj", "lr": 1e-4, "steps": 30, "batch": 6},
+    "rmu": {"layer": 8, "coefficient": 4.0, "lr": 2e-4, "alpha": 100.0, "steps": 30, "batch": 6, "skip_template": True},
+}
+
 
 def harry_potter_task(spec: Forget) -> Task:
     return Task(
@@ -291,4 +350,6 @@ def harry_potter_task(spec: Forget) -> Task:
         relearn_train=_qa(HP_RELEARN_TEXT, "forget", "fact"),
         relearn_test=_qa(HP_FORGET, "forget", "fact"),
         keyword=True,
+        families={"forget": {f: _qa(rows, "forget", "fact", f) for f, rows in HP_SLEEK.items()},
+                  "retain": {f: _qa(rows, "retain", "fact", f) for f, rows in HP_SLEEK_RETAIN.items()}},
     )

@@ -1,5 +1,6 @@
 """PSG, Proximal Surrogate Generation (Jia et al., "The Erasure Illusion: Stress-Testing the
-Generalization of LLM Forgetting Evaluation", arXiv 2512.19025), on TinyTOFU.
+Generalization of LLM Forgetting Evaluation", arXiv 2512.19025), on TinyTOFU and on the Harry
+Potter task.
 
 The paper re-scores every forgetting metric on a surrogate forget set D~_u "semantically derived
 from D_u yet sufficiently distinct in embedding space" and reports how much the metrics
@@ -23,6 +24,11 @@ overestimate forgetting. Its code is not public, so this is a reconstruction; wh
   its accuracies on both sets and ``psg_acc_excess_gap`` (the gap less the oracle's gap) too: the
   surrogate questions can be easier to guess than the forget ones, and only the excess is knowledge.
 
+On a keyword task (the Harry Potter task, :func:`keyword_psg_values`) the candidates are the task's
+own surrogate phrasings and its hand-written Sleek families, in that order (the budget is how many
+of these four kinds), banded the same way; only accuracy is reported (a keyword in the greedy answer:
+no answer probabilities or perturbed answers), with the gap ``D~_u - D_u``.
+
 PSG is an attack/protocol, not an :class:`~erasekit.lm.metrics.base.LMMetric`: metrics read scores
 computed once on the task's fixed eval sets, while PSG builds its own set (MiniLM) and scores the
 unlearned model and the oracle on it.
@@ -39,7 +45,7 @@ from erasekit.errors import UserError
 from erasekit.lm import data
 from erasekit.lm import model as M
 from erasekit.lm.attacks.base import LM_ATTACKS, LMAttack
-from erasekit.lm.metrics.base import mean_of, point, truth_ratio
+from erasekit.lm.metrics.base import accuracy, mean_of, point, truth_ratio
 from erasekit.lm.model import LM
 from erasekit.lm.tasks import Task
 from erasekit.metrics.base import Value
@@ -70,9 +76,14 @@ def _texts(items: list[data.QA]) -> list[str]:
 def surrogate_set(bench: data.TinyTOFU, forget: list[data.QA], kinds: int = len(KINDS),
                   band: tuple[float, float] = BAND) -> tuple[list[data.QA], np.ndarray]:
     """D~_u: the candidates whose highest MiniLM cosine to the D_u items lies in ``band``, and that cosine."""
+    return banded(candidates(bench, forget, kinds), forget, band)
+
+
+def banded(cands: list[data.QA], forget: list[data.QA], band: tuple[float, float] = BAND
+           ) -> tuple[list[data.QA], np.ndarray]:
+    """The candidates whose highest MiniLM cosine to the ``forget`` items lies in ``band``, and that cosine."""
     from erasekit.lm.methods.fit import embed
 
-    cands = candidates(bench, forget, kinds)
     cos = (embed(_texts(cands)) @ embed(_texts(forget)).T).max(1).values.numpy()
     keep = (cos >= band[0]) & (cos <= band[1])
     return [q for q, k in zip(cands, keep) if k], cos[keep]
@@ -101,10 +112,38 @@ class PSG(LMAttack):
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
             base: LM | None = None) -> dict[str, Value]:
         self.check_budget(budget)
-        if task.spec.task != "tinytofu":
-            raise UserError(f"the psg attack builds its surrogates from TinyTOFU's generator; task {task.spec.task!r} "
-                            "has none (use tinytofu)")
-        return psg_values(lm, task, oracle, min(budget, len(KINDS)))
+        if task.spec.task == "tinytofu":
+            return psg_values(lm, task, oracle, min(budget, len(KINDS)))
+        if task.keyword and "surrogate" in task.eval:
+            return keyword_psg_values(lm, task, oracle, budget)
+        raise UserError(f"the psg attack builds its surrogates from TinyTOFU's generator or a keyword task's "
+                        f"surrogate questions; task {task.spec.task!r} has neither (use tinytofu or harry-potter)")
+
+
+def _meta(sur: list[data.QA], cos: np.ndarray, band: tuple[float, float]) -> dict:
+    return {"band": list(band), "n_surrogate": len(sur), "mean_cosine": round(float(cos.mean()), 4),
+            "kinds": {k: sum(q.phrasing == k for q in sur) for k in sorted({q.phrasing for q in sur})}}
+
+
+def keyword_psg_values(lm: LM, task: Task, oracle: LM | None, kinds: int = 4,
+                       band: tuple[float, float] = BAND) -> dict[str, Value]:
+    """PSG on a keyword task: candidates are its surrogate questions and Sleek families, accuracy only."""
+    forget = task.eval["forget"]
+    pools = [[dataclasses.replace(q, phrasing="surrogate") for q in task.eval["surrogate"]]]
+    pools += list(task.families.get("forget", {}).values())
+    sur, cos = banded([q for pool in pools[:kinds] for q in pool], forget, band)
+    if not sur:
+        raise UserError(f"psg: no candidate lies in the cosine band {band}")
+    meta = _meta(sur, cos, band)
+    mine, du = accuracy(lm, task, sur), accuracy(lm, task, forget)
+    out = {"psg_acc": mean_of(mine, False, meta), "psg_acc_du": mean_of(du, False),
+           "psg_acc_gap": point(float(mine.mean() - du.mean()), False, len(sur))}
+    if oracle is not None:
+        o_sur, o_du = accuracy(oracle, task, sur).mean(), accuracy(oracle, task, forget).mean()
+        out["psg_acc_oracle"] = point(float(o_sur), False, len(sur))
+        out["psg_acc_du_oracle"] = point(float(o_du), False, len(forget))
+        out["psg_acc_excess_gap"] = point(out["psg_acc_gap"].value - float(o_sur - o_du), False, len(sur))
+    return out
 
 
 def psg_values(lm: LM, task: Task, oracle: LM | None, kinds: int = len(KINDS),
@@ -114,8 +153,7 @@ def psg_values(lm: LM, task: Task, oracle: LM | None, kinds: int = len(KINDS),
     sur, cos = surrogate_set(data.generate(task.spec.seed), forget, kinds, band)
     if not sur:
         raise UserError(f"psg: no candidate lies in the cosine band {band}")
-    meta = {"band": list(band), "n_surrogate": len(sur), "mean_cosine": round(float(cos.mean()), 4),
-            "kinds": {k: sum(q.phrasing == k for q in sur) for k in sorted({q.phrasing for q in sur})}}
+    meta = _meta(sur, cos, band)
     mine = {"du": _stats(lm, forget), "": _stats(lm, sur)}
     out: dict[str, Value] = {}
     for i, name in enumerate(("acc", "prob", "truth_ratio")):

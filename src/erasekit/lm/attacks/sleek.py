@@ -1,5 +1,6 @@
 """Sleek-style prompt families (Sinha et al., "Step-by-Step Reasoning Attack: Revealing 'Erased'
-Knowledge in Large Language Models", arXiv 2506.17279), on TinyTOFU.
+Knowledge in Large Language Models", arXiv 2506.17279), on TinyTOFU and on tasks that carry
+hand-written families (``Task.families``: the Harry Potter task's step-by-step prompts).
 
 Sleek asks for a forgotten fact in three kinds of prompts and reports recovery per kind, plus how
 often retained facts are suppressed. A tiny model cannot reason step by step, so the kinds are
@@ -13,8 +14,12 @@ template families here, as the research notes propose:
 
 Recovery: the unlearned model's accuracy on the forget authors' facts in each family (the attack's
 value is the best family). Over-suppression: of the retain authors' facts that the model before
-unlearning answers in a family, the share the unlearned model no longer answers. Budget: the
-number of families tried, in the order above.
+unlearning answers in a family, the share the unlearned model no longer answers (a family with
+none answered before counts no suppression, n = 0, and is left out of the mean). Budget: the
+number of families tried, in the order above. On the Harry Potter task (SmolLM2, an instruct
+model) the families are real step-by-step prompts (``erasekit.lm.tasks.HP_SLEEK``): ``direct``
+("Let's think step by step. Who is the author of ..."), ``indirect`` (through other facts of the
+books, without naming Harry Potter) and ``implied`` (a related fact stated, then asked step by step).
 """
 
 from __future__ import annotations
@@ -67,12 +72,14 @@ class Sleek(LMAttack):
     def run(self, lm: LM, task: Task, oracle: LM | None, budget: int, seed: int = 0,
             base: LM | None = None) -> dict[str, Value]:
         self.check_budget(budget)
-        if task.spec.task != "tinytofu":
-            raise UserError(f"the sleek attack builds its prompts from TinyTOFU's authors; task {task.spec.task!r} "
-                            "has none (use tinytofu)")
-        bench = data.generate(task.spec.seed)
-        chosen = set(task.spec.entities) or None
-        forget, retain = families(bench, "forget", chosen), families(bench, "retain")
+        if task.spec.task == "tinytofu":
+            bench = data.generate(task.spec.seed)
+            forget, retain = families(bench, "forget", set(task.spec.entities) or None), families(bench, "retain")
+        elif task.families:
+            forget, retain = task.families["forget"], task.families["retain"]
+        else:
+            raise UserError(f"the sleek attack needs prompt families; task {task.spec.task!r} has none "
+                            "(use tinytofu or harry-potter)")
         out: dict[str, Value] = {}
         best = 0.0
         for fam in FAMILIES[:budget]:
@@ -81,11 +88,15 @@ class Sleek(LMAttack):
             best = max(best, float(hit.mean()))
             if base is not None and base.model is not lm.model:
                 known = accuracy(base, task, retain[fam]).astype(bool)
+                if not known.any():  # nothing answered before, nothing to suppress (n = 0)
+                    out[f"sleek_{fam}_suppressed"] = point(0.0, False, 0, {"answered_before": 0})
+                    continue
                 now = accuracy(lm, task, [q for q, k in zip(retain[fam], known) if k])
                 out[f"sleek_{fam}_suppressed"] = mean_of(1.0 - now, False, {"answered_before": int(known.sum())})
             else:  # nothing was unlearned: nothing is suppressed
                 out[f"sleek_{fam}_suppressed"] = point(0.0, False, len(retain[fam]))
         out["sleek_asr"] = point(best, False, sum(len(forget[f]) for f in FAMILIES[:budget]))
-        out["sleek_suppressed"] = point(float(np.mean([out[f"sleek_{f}_suppressed"].value for f in FAMILIES[:budget]])),
-                                        False, sum(len(retain[f]) for f in FAMILIES[:budget]))
+        counted = [out[f"sleek_{f}_suppressed"].value for f in FAMILIES[:budget] if out[f"sleek_{f}_suppressed"].n]
+        out["sleek_suppressed"] = point(float(np.mean(counted)) if counted else 0.0, False,
+                                        sum(len(retain[f]) for f in FAMILIES[:budget]))
         return out

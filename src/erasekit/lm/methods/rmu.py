@@ -6,6 +6,10 @@ layers ``l-2 .. l``. ``coefficient`` is relative to the layer's mean activation 
 text, so one default fits models of any width; ``scan=true`` tries every layer x coefficient in
 ``scan_coefficients`` and keeps the one with the lowest forget accuracy whose retain accuracy stays
 within 10% of the model's (RMU needs per-model tuning, as open-unlearning's configs warn).
+``skip_template=true`` leaves out of the forget term the leading tokens every prompt shares (a chat
+model's system prompt and turn header): their states are the same on forget and retain text, so the
+two terms would pull them in opposite directions (on SmolLM2's Harry Potter task the recipe forgets
+the surrogate phrasings too with it, and a quarter of them without: docs/results.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from erasekit.errors import UserError
 from erasekit.lm.methods.base import LM_METHODS, LMErasure, LMMethod, group_parameters
 from erasekit.lm.model import LM, batch_qa, decoder_layers, score_qa
 from erasekit.lm.tasks import Forget, get_task
-from erasekit.lm.unlearning import GradientConfig, gradient_fit, layer_output
+from erasekit.lm.unlearning import GradientConfig, gradient_fit
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class RMUConfig(GradientConfig):
     coefficient: float = 2.0
     scan: bool = False
     scan_coefficients: tuple = (1.0, 2.0, 4.0)
+    skip_template: bool = False
     retain: str = "none"  # RMU's retain term is the activation-matching one below
 
     def __post_init__(self) -> None:
@@ -40,10 +45,27 @@ class RMUConfig(GradientConfig):
               "must be positive numbers")
 
 
+class _Reached(Exception):
+    """Carries layer ``l``'s output out of the forward pass, so the layers above it never run."""
+
+
 def _states(lm: LM, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
-    with layer_output(lm.model, layer) as box:
-        lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return box[0]
+    """The residual stream after decoder layer ``layer`` (the forward pass stops there)."""
+    def stop(_m, _i, out):
+        raise _Reached(out[0] if isinstance(out, tuple) else out)
+
+    try:
+        with decoder_layers(lm.model)[layer].register_forward_hook(stop):
+            lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    except _Reached as reached:
+        return reached.args[0]
+    raise AssertionError(f"decoder layer {layer} never ran")
+
+
+def _template_length(lm: LM) -> int:
+    """How many leading tokens every prompt shares (two prompts' common prefix)."""
+    a, b = (lm.tokenizer(lm.prompt(q), add_special_tokens=False)["input_ids"] for q in ("Who?", "What?"))
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 @LM_METHODS.register("rmu")
@@ -67,9 +89,12 @@ class RMU(LMMethod):
         u = torch.rand(h.shape[-1], generator=gen)
         target = cfg.coefficient * norm * u / u.norm()
         mse = torch.nn.functional.mse_loss
+        shared = _template_length(lm) if cfg.skip_template else 0
 
         def forget_term(m: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:
-            hs = _states(m, batch, cfg.layer)[batch["attention_mask"].bool()]
+            mask = batch["attention_mask"].bool().clone()
+            mask[:, :shared] = False
+            hs = _states(m, batch, cfg.layer)[mask]
             return mse(hs, target.expand_as(hs)) / norm**2
 
         def retain_term(m: LM, batch: dict[str, torch.Tensor], ref: LM | None) -> torch.Tensor:
