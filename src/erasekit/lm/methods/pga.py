@@ -29,7 +29,7 @@ probes and MD-PGA's several directions per layer.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -100,12 +100,10 @@ class LoRA:
         def hook(key: str):
             return lambda _m, inputs, out: out + self.scale * F.linear(F.linear(inputs[0], self.a[key]), self.b[key])
 
-        handles = [m.register_forward_hook(hook(k)) for k, m in self.layers.items()]
-        try:
+        with ExitStack() as stack:
+            for k, m in self.layers.items():
+                stack.enter_context(m.register_forward_hook(hook(k)))
             yield
-        finally:
-            for h in handles:
-                h.remove()
 
     def merged(self) -> dict[str, torch.Tensor]:
         """Each layer's weight with its adapter added in (the artifact's tensors)."""
