@@ -20,6 +20,9 @@ from erasekit.redteam import attack
 from erasekit.store import Store
 from erasekit.transfer import found_inputs, models, transfer
 
+# the module's tests share one store and build on each other's cells: one xdist worker, in file order
+pytestmark = pytest.mark.xdist_group("transfer")
+
 ATTACKS = {"embedding": 10, "latent": 1}
 
 
