@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from erasekit.concepts import Concept
 from erasekit.erasure import Erasure
@@ -93,19 +93,26 @@ def audit(
         run = attack(store, pipe, judge, concept, s.attack, budgets.get(s.name, s.budget), erasure, artifact_dir,
                      n_prompts, seeds, seed, steps, guidance, force, progress, name, threat=s.threat, every_target=True)
         runs.append(run)
-        if "text" not in cells:
-            cells["text"] = {**crr(run["samples"], "pre_success"), "attack_id": run["attack_id"], "input": "the prompt"}
-        cells[s.name] = {**crr(run["samples"], "success"), "attack_id": run["attack_id"], "attack": s.attack,
-                         "threat": s.threat, "budget": run["budget"], "budget_unit": run["budget_unit"],
-                         "wall_seconds": run["wall_seconds"], "cached": run["cached"]}
+        add_cells(cells, s, run["samples"], attack_id=run["attack_id"], budget=run["budget"],
+                  budget_unit=run["budget_unit"], wall_seconds=run["wall_seconds"], cached=run["cached"])
     return {"cells": cells, "runs": runs}
 
 
-def stored_matrices(store: Store) -> list[dict[str, Any]]:
+def add_cells(cells: dict[str, dict[str, Any]], scenario: Scenario, samples: list[dict[str, Any]], **info: Any) -> None:
+    """Put ``scenario``'s CRR from its attack run's ``samples`` into ``cells``, and the ``text``
+    column's (the same targets' pre-attack check) if no scenario has put it there yet."""
+    cells.setdefault("text", {**crr(samples, "pre_success"), "attack_id": info.get("attack_id"), "input": "the prompt"})
+    cells[scenario.name] = {**crr(samples, "success"), "attack": scenario.attack, "threat": scenario.threat, **info}
+
+
+def stored_matrices(store: Store, attacks: list[dict[str, Any]] | None = None,
+                    samples: Callable[[str], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Every complete threat matrix in ``store``: one row per erasure run (or unedited model) and
-    target set, with the five cells (for the report)."""
+    target set, with the five cells (for the report, which passes the attack runs and a sample
+    reader it has already)."""
     groups: dict[tuple, dict[str, Any]] = {}
-    for a in store.attack_runs():
+    samples = samples or store.attack_samples
+    for a in store.attack_runs() if attacks is None else attacks:
         cfg = json.loads(a["config"])
         if not cfg.get("every_target") or "threat" not in cfg:
             continue
@@ -116,7 +123,5 @@ def stored_matrices(store: Store) -> list[dict[str, Any]]:
                cfg["n_prompts"], tuple(cfg["seeds"]), cfg["steps"], cfg["guidance"], cfg["seed"])
         row = groups.setdefault(key, {"run_name": a["run_name"], "concept": a["concept"], "method": a["method"],
                                       "cells": {}})
-        samples = store.attack_samples(a["attack_id"])
-        row["cells"].setdefault("text", crr(samples, "pre_success"))
-        row["cells"][scenario.name] = {**crr(samples, "success"), "budget": a["budget"]}
+        add_cells(row["cells"], scenario, samples(a["attack_id"]), attack_id=a["attack_id"], budget=a["budget"])
     return [r for r in groups.values() if set(r["cells"]) == set(COLUMNS)]

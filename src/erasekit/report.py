@@ -12,9 +12,10 @@ matrix and the transfer matrices (:mod:`erasekit.audit`, :mod:`erasekit.transfer
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from erasekit.attacks.base import asr_curve
 from erasekit.audit import COLUMNS, stored_matrices
@@ -120,12 +121,13 @@ def _grid(store: Store, run: dict[str, Any], base: dict[str, Any] | None, per_sp
     return {"heads": heads, "rows": rows_out}
 
 
-def _attacks(store: Store, attacks: list[dict[str, Any]], shown: int = 8) -> list[dict[str, Any]]:
+def _attacks(store: Store, attacks: list[dict[str, Any]], read: Callable[[str], list[dict[str, Any]]],
+             shown: int = 8) -> list[dict[str, Any]]:
     """Diffusion attack runs, each with up to ``shown`` images that broke through and its ASR
     against budget (:func:`erasekit.attacks.base.asr_curve`)."""
     out = []
     for a in attacks:
-        samples = store.attack_samples(a["attack_id"])
+        samples = read(a["attack_id"])
         broke = [s for s in samples if s["success"] and not s["pre_success"]][:shown]
         out.append({**a, "broke": [{"image": _img(store, s["image_path"], s["adversarial_text"] or s["prompt"]),
                                     "note": s["note"]} for s in broke],
@@ -177,7 +179,8 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
         r["cfg"] = json.loads(r["config"])
         r["grid"] = _grid(store, r, _baseline_for(r, runs))
     attacks = store.attack_runs()
-    diffusion_attacks = _attacks(store, [a for a in attacks if a["asr"] is not None])
+    read = functools.cache(store.attack_samples)  # the attack tables, the threat and transfer matrices share reads
+    diffusion_attacks = _attacks(store, [a for a in attacks if a["asr"] is not None], read)
     context = {
         "title": title, "n_runs": len(every), "db": str(store.path), "built": utc_now(),
         "leaderboards": [leaderboard_html(store, bench) for bench in benches(store)],
@@ -188,7 +191,8 @@ def build_report(store: Store, out: str | Path, title: str = "erasekit report") 
         if runs else [],
         "attacks": diffusion_attacks,
         "curves": _curves(diffusion_attacks),
-        "matrices": stored_matrices(store), "matrix_columns": COLUMNS, "transfers": transfer_matrices(store),
+        "matrices": stored_matrices(store, attacks, read), "matrix_columns": COLUMNS,
+        "transfers": transfer_matrices(store, attacks=attacks, samples=read),
         "lm": _lm(store, lm_runs) if lm_runs else None,
     }
     text = _environment().get_template("report.html.j2").render(**context)

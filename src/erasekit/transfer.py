@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -166,11 +166,14 @@ def transfer(
     return {"computed": len(todo), "matrices": matrices(store, concept.name)}
 
 
-def matrices(store: Store, concept: str | None = None) -> list[dict[str, Any]]:
+def matrices(store: Store, concept: str | None = None, attacks: list[dict[str, Any]] | None = None,
+             samples: Callable[[str], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """The stored transfer cells, one matrix per concept and attack: ``{"concept", "attack",
     "columns": [model names], "rows": [{"source", "threat", "budget", "found", "cells": {column:
-    {"rate", "ci95", "successes", "n"} or None}}]}``; intervals are cluster-bootstrap over prompts."""
-    runs = {r["attack_id"]: r for r in store.attack_runs()}
+    {"rate", "ci95", "successes", "n"} or None}}]}``; intervals are cluster-bootstrap over prompts.
+    ``attacks`` and ``samples``: the attack runs and a sample reader the caller has already."""
+    runs = {r["attack_id"]: r for r in (store.attack_runs() if attacks is None else attacks)}
+    samples = samples or store.attack_samples
     prompts_of: dict[str, dict[int, str]] = {}  # a source's target prompts, read once for all its columns
     by: dict[tuple[str, str], dict[str, Any]] = {}
     for c in store.transfer_cells():
@@ -188,7 +191,7 @@ def matrices(store: Store, concept: str | None = None) -> list[dict[str, Any]]:
         pairs = json.loads(c["outcomes"])
         if pairs:
             if c["attack_id"] not in prompts_of:
-                prompts_of[c["attack_id"]] = {s["target_index"]: s["prompt"] for s in store.attack_samples(c["attack_id"])}
+                prompts_of[c["attack_id"]] = {s["target_index"]: s["prompt"] for s in samples(c["attack_id"])}
             prompts = prompts_of[c["attack_id"]]
             groups = {p: k for k, p in enumerate(dict.fromkeys(prompts[i] for i, _ in pairs))}
             rate, low, high = bootstrap_mean([w for _, w in pairs], [groups[prompts[i]] for i, _ in pairs])

@@ -1,5 +1,5 @@
 """Exact checks of the language-model math: GU projection, abliteration, RTN quantisation, LEACE, TOFU metrics,
-KIF, and PGA's probe, alignment and LoRA."""
+KIF, and PGA's probe and alignment."""
 
 from __future__ import annotations
 
@@ -152,23 +152,6 @@ def test_memorisation_probe_and_pga_alignment() -> None:
     assert float(alignment([c + 3.0 * u], [c], [v])) == 0.0  # a gap off the probe's direction costs nothing
 
 
-def test_pga_lora_merges_into_the_weight_it_adapts() -> None:
-    from erasekit.lm.methods.pga import LoRA
-
-    g = torch.Generator().manual_seed(0)
-    lin = torch.nn.Linear(8, 6)
-    x = torch.randn(3, 8, generator=g)
-    before = lin(x).detach()
-    lora = LoRA({"w": lin}, rank=2, alpha=4.0, gen=g)
-    with torch.no_grad():
-        lora.b["w"].normal_(generator=g)
-    with lora.installed():
-        hooked = lin(x).detach()
-    assert not torch.allclose(hooked, before) and torch.equal(lin(x).detach(), before)  # the hook came off
-    merged = torch.nn.functional.linear(x, lora.merged()["w"], lin.bias)
-    torch.testing.assert_close(merged, hooked)
-
-
 def test_pga_config_names_the_bad_field() -> None:
     from erasekit.lm.methods.base import make_lm_config
 
@@ -176,3 +159,18 @@ def test_pga_config_names_the_bad_field() -> None:
     for bad in ({"params": "attn"}, {"forget": "ascent"}, {"rank": 0}, {"refit_every": 0}, {"lr": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             make_lm_config("pga", bad)
+
+
+def test_scores_hold_answer_states_only_when_a_requested_metric_reads_them() -> None:
+    """The memorisation probe's hidden states cost a forward pass per item: computed for
+    ``mem_probe`` (and for every metric, the default), not for a list without it."""
+    from erasekit.lm import data, model as M
+    from erasekit.lm.metrics.base import compute_scores
+    from erasekit.lm.tasks import Forget, get_task
+
+    task = get_task(Forget("tinytofu", 0))
+    lm = M.build_tiny(data.build_tokenizer(data.generate(0)))
+    assert compute_scores(lm, task, ("forget",)).answer_states == {}
+    states = compute_scores(lm, task).answer_states
+    assert set(states) == {"forget", "holdout"}
+    assert len(states["forget"]) == M.TINY["num_hidden_layers"] + 1 and states["forget"][0].shape[0] == len(task.eval["forget"])

@@ -61,11 +61,11 @@ def evaluate(store: Store, lm: M.LM, spec: Forget, *, erasure: LMErasure | None 
     if store.run(run_id) is not None and not force and store.metric_names_done(run_id):
         return {"run_id": run_id, "metrics": store.metrics(run_id), "cached": True}
     start = time.perf_counter()
-    base_scores = compute_scores(lm, task)
-    oracle_scores = (base_scores if oracle is lm else compute_scores(oracle, task)) if oracle is not None else None
+    base_scores = compute_scores(lm, task, metrics)
+    oracle_scores = (base_scores if oracle is lm else compute_scores(oracle, task, metrics)) if oracle is not None else None
     if erasure is not None:
         with erasure.applied(lm):
-            scores = compute_scores(lm, task)
+            scores = compute_scores(lm, task, metrics)
     else:
         scores = base_scores
     values = metric_values(task, scores, oracle_scores, base_scores if erasure is not None else None, metrics)

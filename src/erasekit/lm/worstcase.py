@@ -163,7 +163,7 @@ def forget_metrics(lm: M.LM, spec: Forget, overrides: dict[str, Any] | None = No
     art = get_lm_method(method).fit(lm, spec, make_lm_config(method, overrides or {}), progress=False)
     task = get_task(spec)
     with art.applied(lm):
-        scores = compute_scores(lm, task)
+        scores = compute_scores(lm, task, ("forget", "truth_ratio"))
     ctx = Context(task, scores)
     out = {**get_lm_metric("forget").compute(ctx), **get_lm_metric("truth_ratio").compute(ctx)}
     return {k: float(out[k].value) for k in FORGET_KEYS if k in out}

@@ -28,9 +28,6 @@ a small ``lamb`` keeps the solve well posed on a small vocabulary.
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,6 +39,7 @@ from erasekit.attention import recorded_cross_attention, token_mass
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import edit_weight, fuse_closed_form, uce_right_factor
+from erasekit.lora import LoRA
 from erasekit.methods.esd import latent_shape, sample_xt
 from erasekit.methods.uce import aligned_keys, alignment, all_keys
 from erasekit.pipelines import Encoded, encode, fingerprint, frozen, kv_layers
@@ -96,32 +94,6 @@ def concept_tokens(erase: Encoded, guide: Encoded) -> torch.Tensor:
     return out
 
 
-class RankOne:
-    """Rank-1 LoRA deltas ``B A`` on linear layers, added by forward hooks while installed."""
-
-    def __init__(self, layers: dict[str, torch.nn.Linear], gen: torch.Generator) -> None:
-        self.layers = layers
-        self.a = {k: torch.nn.Parameter(torch.randn(1, m.in_features, generator=gen, dtype=m.weight.dtype)
-                                        / math.sqrt(m.in_features)) for k, m in layers.items()}
-        self.b = {k: torch.nn.Parameter(torch.zeros(m.out_features, 1, dtype=m.weight.dtype)) for k, m in layers.items()}
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.a.values(), *self.b.values()]
-
-    def delta(self, key: str) -> torch.Tensor:
-        return (self.b[key] @ self.a[key]).detach()
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        """The deltas as forward hooks on their layers for the ``with`` block, removed on exit."""
-        def hook(key: str):
-            return lambda _m, inputs, out: out + (inputs[0] @ self.a[key].T) @ self.b[key].T
-        with ExitStack() as stack:
-            for k, m in self.layers.items():
-                stack.enter_context(m.register_forward_hook(hook(k)))
-            yield
-
-
 def _set(layers: dict[str, torch.nn.Linear], weights: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for k, m in layers.items():
@@ -169,7 +141,7 @@ class MACE(Method):
                        extra={"concepts": [p.name for p in parts], "context_keys": int(sum(len(c) for c, _ in ctx)),
                               "prior_keys": int(prior.shape[0])})
 
-    def _lora(self, pipe: DiffusionPipeline, erase: Encoded, guide: Encoded, config: MACEConfig, bar) -> RankOne:
+    def _lora(self, pipe: DiffusionPipeline, erase: Encoded, guide: Encoded, config: MACEConfig, bar) -> LoRA:
         """Train one concept's rank-1 LoRA on the attention of its tokens inside their own region."""
         gen = torch.Generator().manual_seed(config.seed)
         unet = pipe.unet
@@ -196,14 +168,14 @@ class MACE(Method):
                 masks[name] = mass >= torch.quantile(mass.float(), config.mask_quantile).to(mass.dtype)
             data.append((k, x_t, t, masks))
         del reference
-        lora = RankOne(kv_layers(pipe), gen)
+        lora = LoRA(kv_layers(pipe), gen)
         opt = torch.optim.Adam(lora.parameters(), lr=config.lora_lr)
         with lora.installed(), frozen(unet):
             self._train(unet, lora, opt, data, tokens, erase, config, bar)
         return lora
 
     @staticmethod
-    def _train(unet, lora: RankOne, opt, data: list, tokens: torch.Tensor, erase: Encoded, config: MACEConfig,
+    def _train(unet, lora: LoRA, opt, data: list, tokens: torch.Tensor, erase: Encoded, config: MACEConfig,
                bar) -> None:
         for step in range(config.lora_steps):
             k, x_t, t, masks = data[step % len(data)]

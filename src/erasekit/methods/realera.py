@@ -35,7 +35,8 @@ from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.linalg import edit_weight, uce_right_factor
 from erasekit.methods.esd import latent_shape, sample_xt
-from erasekit.methods.mace import RankOne, concept_tokens
+from erasekit.lora import LoRA
+from erasekit.methods.mace import concept_tokens
 from erasekit.methods.uce import aligned_keys, alignment, all_keys
 from erasekit.pipelines import Encoded, encode, fingerprint, frozen, kv_layers
 
@@ -145,7 +146,7 @@ class RealEra(Method):
         scheduler.set_timesteps(config.ddim_steps)
         uncond = encode(pipe, [""]).states
         shape = latent_shape(pipe)
-        lora = RankOne(layers, gen)
+        lora = LoRA(layers, gen)
         opt = torch.optim.Adam(lora.parameters(), lr=config.lora_lr)
         pool = torch.cat([erase.states, near]) if near.numel() else erase.states
         owner = list(range(erase.states.shape[0])) + [i // max(config.neighbours, 1) for i in range(near.shape[0])]

@@ -29,7 +29,6 @@ artifact as ``adapter.<module>.down`` / ``.up`` (see :data:`erasekit.artifact.AD
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar, Any, Callable
@@ -44,6 +43,7 @@ from erasekit.artifact import ADAPTER_PREFIX
 from erasekit.concepts import Concept
 from erasekit.erasure import METHODS, Erasure, Method, MethodConfig, check
 from erasekit.errors import UserError
+from erasekit.lora import uniform_down
 from erasekit.losses import esd_target
 from erasekit.methods.esd import latent_shape, sample_xt
 from erasekit.methods.negative_prompt import cfg_halves
@@ -160,7 +160,7 @@ def init_factors(modules: dict[str, torch.nn.Module], rank: int, gen: torch.Gene
     out = {}
     for name, m in modules.items():
         fan_in, fan_out = _features(m)
-        out[f"{name}.down"] = (torch.rand(rank, fan_in, generator=gen) * 2 - 1) / math.sqrt(fan_in)
+        out[f"{name}.down"] = uniform_down(rank, fan_in, gen)
         out[f"{name}.up"] = torch.zeros(fan_out, rank)
     return out
 

@@ -28,14 +28,11 @@ probes and MD-PGA's several directions per layer.
 
 from __future__ import annotations
 
-import math
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from erasekit.config import Config, check
@@ -46,6 +43,7 @@ from erasekit.lm.metrics.memprobe import probe_direction
 from erasekit.lm.model import LM, _token_logprobs, batch_qa, fingerprint, mean_token_nll
 from erasekit.lm.tasks import Forget, get_task
 from erasekit.lm.unlearning import only_trainable
+from erasekit.lora import LoRA
 from erasekit.losses import npo_loss
 
 
@@ -80,34 +78,6 @@ class PGAConfig(Config):
         self.check_types()
         check(self.forget in ("npo", "none"), "forget", f"must be npo or none, got {self.forget!r}")
         check(self.params in LM_GROUPS, "params", f"must be one of {', '.join(LM_GROUPS)}, got {self.params!r}")
-
-
-class LoRA:
-    """Rank-``r`` adapters ``W + (alpha / r) B A`` on linear layers, added by forward hooks while
-    installed; LoRA's initialisation (``A`` as ``nn.Linear``'s weights, ``B`` zero)."""
-
-    def __init__(self, layers: dict[str, torch.nn.Linear], rank: int, alpha: float, gen: torch.Generator) -> None:
-        self.layers, self.scale = layers, alpha / rank
-        self.a = {k: torch.nn.Parameter(((torch.rand(rank, m.in_features, generator=gen) * 2 - 1)
-                                         / math.sqrt(m.in_features)).to(m.weight)) for k, m in layers.items()}
-        self.b = {k: torch.nn.Parameter(m.weight.new_zeros(m.out_features, rank)) for k, m in layers.items()}
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.a.values(), *self.b.values()]
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        def hook(key: str):
-            return lambda _m, inputs, out: out + self.scale * F.linear(F.linear(inputs[0], self.a[key]), self.b[key])
-
-        with ExitStack() as stack:
-            for k, m in self.layers.items():
-                stack.enter_context(m.register_forward_hook(hook(k)))
-            yield
-
-    def merged(self) -> dict[str, torch.Tensor]:
-        """Each layer's weight with its adapter added in (the artifact's tensors)."""
-        return {k: (m.weight + self.scale * self.b[k] @ self.a[k]).detach().clone() for k, m in self.layers.items()}
 
 
 def group_linears(model: torch.nn.Module, group: str) -> dict[str, torch.nn.Linear]:
@@ -161,7 +131,7 @@ class PGA(LMMethod):
             ref_nll = -_token_logprobs(lm, mb)[0].sum(1)  # NPO's reference: the model before unlearning
         gen = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
-        lora = LoRA(group_linears(lm.model, config.params), config.rank, config.lora_alpha, gen)
+        lora = LoRA(group_linears(lm.model, config.params), gen, config.rank, config.lora_alpha / config.rank, init="uniform")
         opt = torch.optim.Adam(lora.parameters(), lr=config.lr)
         log: dict[str, list[float]] = {"align": [], "retain": [], "forget": []}
         directions: list[torch.Tensor] = []

@@ -50,10 +50,13 @@ class Context:
 
 
 class LMMetric(Registered):
-    """Scores a model on a task. Subclasses set ``needs`` (``oracle``, ``base``) and a docstring."""
+    """Scores a model on a task. Subclasses set ``needs`` (``oracle``, ``base``), ``reads`` (the
+    optional :class:`Scores` parts they use, computed only when a requested metric reads them:
+    ``answer_states``) and a docstring."""
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def compute(self, ctx: Context) -> dict[str, Value]:
         raise NotImplementedError
@@ -148,8 +151,9 @@ def benign_questions(task: Task) -> list[str]:
     return [q.question for q in task.eval["retain"][:64] + task.eval.get("general", [])]
 
 
-def compute_scores(lm: M.LM, task: Task) -> Scores:
-    """Everything the metrics need from one model (a few forward passes per question)."""
+def compute_scores(lm: M.LM, task: Task, metrics: tuple[str, ...] | None = None) -> Scores:
+    """Everything ``metrics`` (default: every registered metric) need from one model (a few
+    forward passes per question)."""
     if task.keyword:
         correct = {name: accuracy(lm, task, qs) for name, qs in task.eval.items()}
         return Scores(correct, first_token=_first_token(lm, benign_questions(task)))
@@ -168,7 +172,8 @@ def compute_scores(lm: M.LM, task: Task) -> Scores:
     for name in task.verbatim:
         sc.verbatim[name] = verbatim(lm, task.eval[name])
     sc.first_token = _first_token(lm, benign_questions(task))
-    if "holdout" in task.eval:  # members and never-trained items: the memorisation probe's
+    reads = {part for name in (metrics or tuple(lm_metric_names())) for part in get_lm_metric(name).reads}
+    if "answer_states" in reads and "holdout" in task.eval:  # members and never-trained items
         for name in ("forget", "holdout"):
             sc.answer_states[name] = M.text_states(lm, [lm.qa_text(q.question, q.answer) for q in task.eval[name]])
     return sc

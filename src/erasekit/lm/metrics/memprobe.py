@@ -95,6 +95,8 @@ def probe_of(scores: Scores, members: list[QA], clean: list[QA]) -> Value | None
 class MemorisationProbe(LMMetric):
     """PGA's cross-sequence probe: forget vs never-trained authors' facts, leave-one-pair-out (0.5 = chance)."""
 
+    reads = ("answer_states",)
+
     def compute(self, ctx: Context) -> dict[str, Value]:
         members, clean = ctx.task.eval.get("forget", []), ctx.task.eval.get("holdout", [])
         if not members or not clean or not all(q.entity for q in members + clean):
