@@ -177,3 +177,27 @@ def test_negative_prompt_config_errors():
         make_config("negative_prompt", {"mode": "subtract"})
     with pytest.raises(ValueError, match="scale"):
         make_config("negative_prompt", {"scale": 0})
+
+
+def test_restoration_runs_under_a_guard_that_calls_the_unet_again(random_testbed):
+    """The restore attack's mid-block hook met negate's extra half-batch UNet pass (a crash at
+    guidance 4 on the shipped testbed): that pass is left alone, and restoring toward an identical
+    copy at alpha 1 over every channel changes nothing, so the image is the guarded one."""
+    import copy
+
+    from erasekit.attacks.restore import restoring
+
+    pipe = random_testbed
+    erasure = get_method("negative_prompt").fit(pipe, Concept(name="skull", target=("skull",)),
+                                                make_config("negative_prompt", {"mode": "negate"}), progress=False)
+
+    def image():
+        return pipe("a red skull on a plain background", num_inference_steps=2,
+                    generator=torch.Generator().manual_seed(0), output_type="pt").images
+
+    with erasure.applied(pipe):
+        guarded = image()
+        with restoring(pipe, copy.deepcopy(pipe.unet).eval(), None, 1.0) as box:
+            restored = image()
+    assert box["evals"] == 2 * 2  # the CFG batch of 2 at each of the 2 steps; not the guard's pass
+    torch.testing.assert_close(restored, guarded, atol=1e-5, rtol=1e-5)

@@ -54,8 +54,9 @@ def restoring(pipe: Any, base_unet: torch.nn.Module, basis: torch.Tensor | None,
     """Sample ``pipe`` with its mid-block output moved toward ``base_unet``'s on the same call:
     within the span of ``basis``'s orthonormal columns ``(C, k)`` (``None``: every channel).
     ``base_states`` replaces the call's text states for the unedited UNet when the batch sizes
-    match (the unedited encoder's). Yields a counter of the unedited UNet's evaluations (per
-    sample); both hooks go on exit."""
+    match (the unedited encoder's). An inference-time guard's extra UNet pass inside the call
+    (``negative_prompt`` negate, SLD: a half batch) is left unrestored. Yields a counter of the
+    unedited UNet's evaluations (per sample); both hooks go on exit."""
     box: dict[str, Any] = {"evals": 0}
 
     def pre(_m, args, kwargs):
@@ -69,6 +70,8 @@ def restoring(pipe: Any, base_unet: torch.nn.Module, basis: torch.Tensor | None,
         box["orig"], box["evals"] = mids[0], box["evals"] + int(sample.shape[0])
 
     def post(_m, _i, h):
+        if box["orig"].shape[0] != h.shape[0]:  # a guard's own UNet pass inside the call (negate, SLD): as it is
+            return None
         gap = box["orig"].to(h.dtype) - h
         if basis is not None:
             q = basis.to(h.device, h.dtype)
